@@ -1,0 +1,651 @@
+// SPDX-License-Identifier: GPL-2.0
+//! The `/proc/kstackwatch` configuration language.
+//!
+//! One watch spec per line, each a whitespace-separated list of `key=value`
+//! pairs. `#` starts a comment. An input with no spec disables watching.
+//! Numbers are decimal or `0x` hexadecimal. Every key has a long and a short
+//! name; [`Spec`]'s `Display` prints the canonical long form, which parses
+//! back to the same spec (so the file's contents can be written back).
+//!
+//! Parsing is allocation-free and never panics: it is run on untrusted bytes
+//! in the kernel's `write()` handler and fuzzed on the host.
+
+use core::fmt;
+
+/// Most watch specs active at once (each is its own kprobe + fprobe pair).
+pub const MAX_SPECS: usize = 8;
+/// Longest function name accepted (`module:symbol` included).
+pub const MAX_FUNC_NAME: usize = 127;
+/// Deepest recursion level a spec can select.
+pub const MAX_DEPTH: u16 = 1024;
+
+/// A configuration key, named by its canonical long name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Key {
+    FuncName,
+    FuncOffset,
+    Depth,
+    MaxWatch,
+    SpOffset,
+    WatchLen,
+    AutoCanary,
+    PanicOnCatch,
+}
+
+impl Key {
+    /// All keys, in canonical print order.
+    pub const ALL: [Key; 8] = [
+        Key::FuncName,
+        Key::FuncOffset,
+        Key::Depth,
+        Key::MaxWatch,
+        Key::SpOffset,
+        Key::WatchLen,
+        Key::AutoCanary,
+        Key::PanicOnCatch,
+    ];
+
+    pub const fn long_name(self) -> &'static str {
+        match self {
+            Key::FuncName => "func_name",
+            Key::FuncOffset => "func_offset",
+            Key::Depth => "depth",
+            Key::MaxWatch => "max_watch",
+            Key::SpOffset => "sp_offset",
+            Key::WatchLen => "watch_len",
+            Key::AutoCanary => "auto_canary",
+            Key::PanicOnCatch => "panic_on_catch",
+        }
+    }
+
+    pub const fn short_name(self) -> &'static str {
+        match self {
+            Key::FuncName => "fn",
+            Key::FuncOffset => "fo",
+            Key::Depth => "dp",
+            Key::MaxWatch => "mw",
+            Key::SpOffset => "so",
+            Key::WatchLen => "wl",
+            Key::AutoCanary => "ac",
+            Key::PanicOnCatch => "ph",
+        }
+    }
+
+    pub fn from_name(name: &[u8]) -> Option<Key> {
+        Key::ALL
+            .into_iter()
+            .find(|k| name == k.long_name().as_bytes() || name == k.short_name().as_bytes())
+    }
+
+    const fn bit(self) -> u16 {
+        1 << self as u16
+    }
+}
+
+/// Limits that depend on the running kernel, checked while parsing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Size of a task's kernel stack (`THREAD_SIZE`): `sp_offset` must be below it.
+    pub stack_size: u32,
+    /// Hardware watch slots this CPU has (x86: 4): `max_watch` may not exceed it.
+    pub hw_slots: u8,
+}
+
+impl Limits {
+    /// x86_64 with 16 KiB stacks and four debug address registers.
+    pub const X86_64: Limits = Limits {
+        stack_size: 16384,
+        hw_slots: 4,
+    };
+}
+
+/// A function name, stored inline (no allocation).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct FuncName {
+    len: u8,
+    bytes: [u8; MAX_FUNC_NAME],
+}
+
+impl FuncName {
+    /// Checks the characters a kernel symbol (optionally `module:symbol`) can have.
+    pub fn new(name: &[u8]) -> Result<FuncName, ErrorKind> {
+        if name.is_empty() {
+            return Err(ErrorKind::BadFuncName);
+        }
+        if name.len() > MAX_FUNC_NAME {
+            return Err(ErrorKind::FuncNameTooLong);
+        }
+        let valid = |c: &u8| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'$' | b':');
+        if !name.iter().all(valid) || name[0].is_ascii_digit() {
+            return Err(ErrorKind::BadFuncName);
+        }
+        let mut bytes = [0; MAX_FUNC_NAME];
+        bytes[..name.len()].copy_from_slice(name);
+        Ok(FuncName {
+            // MAX_FUNC_NAME < 256, checked above.
+            len: name.len() as u8,
+            bytes,
+        })
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..usize::from(self.len)]
+    }
+
+    pub fn as_str(&self) -> &str {
+        // Only ASCII was accepted in `new`.
+        core::str::from_utf8(self.as_bytes()).unwrap_or("?")
+    }
+}
+
+impl fmt::Debug for FuncName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl fmt::Display for FuncName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What a spec watches in the probed frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WatchTarget {
+    /// The stack-protector canary, found by scanning the probed frame.
+    Canary,
+    /// `len` bytes at `sp + sp_offset`, where `sp` is the stack pointer at the probe.
+    Local { sp_offset: u32, len: u8 },
+}
+
+/// One watch spec: where to arm, what to watch, and the filters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Spec {
+    pub func: FuncName,
+    pub func_offset: u32,
+    /// Recursion level to arm at: 0 is the outermost active call.
+    pub depth: u16,
+    /// Most frames of this spec armed at once; 0 means as many as there are slots.
+    pub max_watch: u8,
+    pub target: WatchTarget,
+    pub panic_on_catch: bool,
+}
+
+impl Spec {
+    /// The spec's own cap on concurrent watches, given the slots there are.
+    pub fn watch_cap(&self, hw_slots: u8) -> u8 {
+        if self.max_watch == 0 {
+            hw_slots
+        } else {
+            self.max_watch.min(hw_slots)
+        }
+    }
+}
+
+impl fmt::Display for Spec {
+    /// Canonical long form: every key, in [`Key::ALL`] order.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (sp_offset, len, canary) = match self.target {
+            WatchTarget::Canary => (0, 0, 1),
+            WatchTarget::Local { sp_offset, len } => (sp_offset, len, 0),
+        };
+        write!(
+            f,
+            "func_name={} func_offset={:#x} depth={} max_watch={} sp_offset={} watch_len={} auto_canary={} panic_on_catch={}",
+            self.func,
+            self.func_offset,
+            self.depth,
+            self.max_watch,
+            sp_offset,
+            len,
+            canary,
+            u8::from(self.panic_on_catch)
+        )
+    }
+}
+
+/// A parsed configuration: zero specs means "watch nothing".
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Config {
+    specs: [Option<Spec>; MAX_SPECS],
+    count: usize,
+}
+
+impl Config {
+    pub const EMPTY: Config = Config {
+        specs: [None; MAX_SPECS],
+        count: 0,
+    };
+
+    pub fn specs(&self) -> impl Iterator<Item = &Spec> + '_ {
+        self.specs[..self.count].iter().flatten()
+    }
+
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    pub fn get(&self, index: usize) -> Option<&Spec> {
+        self.specs.get(index).and_then(Option::as_ref)
+    }
+
+    /// Parses a whole configuration write. Nothing is applied on error.
+    pub fn parse(input: &[u8], limits: &Limits) -> Result<Config, ConfigError> {
+        let mut config = Config::EMPTY;
+        for (index, raw_line) in input.split(|&b| b == b'\n').enumerate() {
+            let line_no = u32::try_from(index + 1).unwrap_or(u32::MAX);
+            let line = match raw_line.iter().position(|&b| b == b'#') {
+                Some(hash) => &raw_line[..hash],
+                None => raw_line,
+            };
+            let at = |kind, token: &[u8]| ConfigError::new(line_no, kind, token);
+            if let Some(bad) = line
+                .iter()
+                .find(|b| !b.is_ascii() || b.is_ascii_control() && !b.is_ascii_whitespace())
+            {
+                return Err(at(ErrorKind::NotAscii, core::slice::from_ref(bad)));
+            }
+            if line.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            let spec = parse_spec(line, limits).map_err(|(kind, token)| at(kind, token))?;
+            if config.specs().any(|s| s.func == spec.func) {
+                return Err(at(ErrorKind::DuplicateFunc, spec.func.as_bytes()));
+            }
+            if config.count == MAX_SPECS {
+                return Err(at(ErrorKind::TooManySpecs, b""));
+            }
+            config.specs[config.count] = Some(spec);
+            config.count += 1;
+        }
+        Ok(config)
+    }
+}
+
+type SpecError<'a> = (ErrorKind, &'a [u8]);
+
+fn parse_spec<'a>(line: &'a [u8], limits: &Limits) -> Result<Spec, SpecError<'a>> {
+    let mut seen: u16 = 0;
+    let mut func = None;
+    let mut func_offset = 0u32;
+    let mut depth = 0u16;
+    let mut max_watch = 0u8;
+    let mut sp_offset = None;
+    let mut watch_len = 0u8;
+    let mut auto_canary = false;
+    let mut panic_on_catch = false;
+
+    for token in line
+        .split(u8::is_ascii_whitespace)
+        .filter(|t| !t.is_empty())
+    {
+        let eq = token
+            .iter()
+            .position(|&b| b == b'=')
+            .ok_or((ErrorKind::NotKeyValue, token))?;
+        let (name, value) = (&token[..eq], &token[eq + 1..]);
+        let key = Key::from_name(name).ok_or((ErrorKind::UnknownKey, name))?;
+        if seen & key.bit() != 0 {
+            return Err((ErrorKind::RepeatedKey(key), name));
+        }
+        seen |= key.bit();
+        let number = |max: u64| parse_number(value, max).map_err(|kind| (kind(key), token));
+        match key {
+            Key::FuncName => func = Some(FuncName::new(value).map_err(|kind| (kind, value))?),
+            Key::FuncOffset => func_offset = number(u64::from(u32::MAX))? as u32,
+            Key::Depth => depth = number(u64::from(MAX_DEPTH))? as u16,
+            Key::MaxWatch => max_watch = number(u64::from(limits.hw_slots))? as u8,
+            Key::SpOffset => sp_offset = Some(number(u64::from(limits.stack_size) - 1)? as u32),
+            Key::WatchLen => {
+                let len = number(u64::MAX)?;
+                if !matches!(len, 0 | 1 | 2 | 4 | 8) {
+                    return Err((ErrorKind::BadWatchLen, token));
+                }
+                watch_len = len as u8;
+            }
+            Key::AutoCanary => auto_canary = number(1)? == 1,
+            Key::PanicOnCatch => panic_on_catch = number(1)? == 1,
+        }
+    }
+
+    let func = func.ok_or((ErrorKind::MissingFunc, line.trim_ascii()))?;
+    let target = match (auto_canary, watch_len, sp_offset) {
+        (true, 0, None | Some(0)) | (false, 0, None | Some(0)) => WatchTarget::Canary,
+        (true, _, _) => return Err((ErrorKind::CanaryConflict, line.trim_ascii())),
+        (false, 0, Some(_)) => return Err((ErrorKind::OffsetWithoutLen, line.trim_ascii())),
+        (false, len, offset) => WatchTarget::Local {
+            sp_offset: offset.unwrap_or(0),
+            len,
+        },
+    };
+    if let WatchTarget::Local { sp_offset, len } = target {
+        if u64::from(sp_offset) + u64::from(len) > u64::from(limits.stack_size) {
+            return Err((ErrorKind::OutOfRange(Key::SpOffset), line.trim_ascii()));
+        }
+    }
+    Ok(Spec {
+        func,
+        func_offset,
+        depth,
+        max_watch,
+        target,
+        panic_on_catch,
+    })
+}
+
+/// Parses decimal or `0x` hex; a malformed number and one above `max` are
+/// different errors (EINVAL vs ERANGE), both reported against the key.
+fn parse_number(text: &[u8], max: u64) -> Result<u64, fn(Key) -> ErrorKind> {
+    let (digits, radix) = match text {
+        [b'0', b'x' | b'X', rest @ ..] => (rest, 16),
+        _ => (text, 10),
+    };
+    if digits.is_empty() {
+        return Err(ErrorKind::BadNumber);
+    }
+    let mut value: u64 = 0;
+    let mut overflow = false;
+    for &c in digits {
+        let digit = char::from(c)
+            .to_digit(radix)
+            .ok_or(ErrorKind::BadNumber as fn(Key) -> ErrorKind)?;
+        match value
+            .checked_mul(u64::from(radix))
+            .and_then(|v| v.checked_add(u64::from(digit)))
+        {
+            Some(v) => value = v,
+            None => overflow = true,
+        }
+    }
+    if overflow || value > max {
+        return Err(ErrorKind::OutOfRange);
+    }
+    Ok(value)
+}
+
+/// Why a configuration was rejected.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorKind {
+    NotAscii,
+    NotKeyValue,
+    UnknownKey,
+    RepeatedKey(Key),
+    BadNumber(Key),
+    OutOfRange(Key),
+    BadWatchLen,
+    BadFuncName,
+    FuncNameTooLong,
+    MissingFunc,
+    CanaryConflict,
+    OffsetWithoutLen,
+    DuplicateFunc,
+    TooManySpecs,
+}
+
+/// Linux errno values used by the module (asm-generic/errno-base.h).
+pub mod errno {
+    pub const EINVAL: i32 = 22;
+    pub const ERANGE: i32 = 34;
+    pub const EEXIST: i32 = 17;
+    pub const E2BIG: i32 = 7;
+    pub const ENAMETOOLONG: i32 = 36;
+}
+
+impl ErrorKind {
+    /// The errno a rejected `write()` fails with.
+    pub fn errno(self) -> i32 {
+        match self {
+            ErrorKind::OutOfRange(_) => errno::ERANGE,
+            ErrorKind::DuplicateFunc => errno::EEXIST,
+            ErrorKind::TooManySpecs => errno::E2BIG,
+            ErrorKind::FuncNameTooLong => errno::ENAMETOOLONG,
+            _ => errno::EINVAL,
+        }
+    }
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ErrorKind::NotAscii => f.write_str("non-ASCII or control character"),
+            ErrorKind::NotKeyValue => f.write_str("expected key=value"),
+            ErrorKind::UnknownKey => f.write_str("unknown key"),
+            ErrorKind::RepeatedKey(k) => write!(f, "key {} given twice", k.long_name()),
+            ErrorKind::BadNumber(k) => write!(f, "{} is not a decimal or 0x number", k.long_name()),
+            ErrorKind::OutOfRange(k) => write!(f, "{} out of range", k.long_name()),
+            ErrorKind::BadWatchLen => f.write_str("watch_len must be 0 (canary), 1, 2, 4 or 8"),
+            ErrorKind::BadFuncName => f.write_str("func_name is not a symbol name"),
+            ErrorKind::FuncNameTooLong => write!(f, "func_name longer than {MAX_FUNC_NAME} bytes"),
+            ErrorKind::MissingFunc => f.write_str("func_name (fn) is required"),
+            ErrorKind::CanaryConflict => {
+                f.write_str("auto_canary=1 watches the canary: drop watch_len/sp_offset")
+            }
+            ErrorKind::OffsetWithoutLen => f.write_str(
+                "sp_offset needs watch_len 1, 2, 4 or 8 (watch_len=0 watches the canary)",
+            ),
+            ErrorKind::DuplicateFunc => f.write_str("function already watched by an earlier line"),
+            ErrorKind::TooManySpecs => write!(f, "more than {MAX_SPECS} watch specs"),
+        }
+    }
+}
+
+/// A rejected configuration: the line, the reason and the offending text.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct ConfigError {
+    pub line: u32,
+    pub kind: ErrorKind,
+    token_len: u8,
+    token: [u8; 40],
+}
+
+impl ConfigError {
+    fn new(line: u32, kind: ErrorKind, token: &[u8]) -> ConfigError {
+        let mut copy = [0; 40];
+        let len = token.len().min(copy.len());
+        copy[..len].copy_from_slice(&token[..len]);
+        ConfigError {
+            line,
+            kind,
+            token_len: len as u8,
+            token: copy,
+        }
+    }
+
+    /// The offending token, truncated to 40 bytes.
+    pub fn token(&self) -> &[u8] {
+        &self.token[..usize::from(self.token_len)]
+    }
+
+    pub fn errno(&self) -> i32 {
+        self.kind.errno()
+    }
+}
+
+impl fmt::Debug for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ConfigError({self})")
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "line {}: {}", self.line, self.kind)?;
+        if self.token_len > 0 {
+            f.write_str(" at '")?;
+            for &b in self.token() {
+                if b.is_ascii_graphic() || b == b' ' {
+                    write!(f, "{}", char::from(b))?;
+                } else {
+                    write!(f, "\\x{b:02x}")?;
+                }
+            }
+            f.write_str("'")?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::string::ToString;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text.as_bytes(), &Limits::X86_64)
+    }
+
+    fn one(text: &str) -> Spec {
+        let config = parse(text).unwrap();
+        assert_eq!(config.len(), 1);
+        *config.get(0).unwrap()
+    }
+
+    fn kind(text: &str) -> ErrorKind {
+        parse(text).unwrap_err().kind
+    }
+
+    #[test]
+    fn short_and_long_names_mean_the_same() {
+        let short = one("fn=test_victim fo=0x4c so=64 wl=8 dp=2 mw=3 ph=1");
+        let long = one(
+            "func_name=test_victim func_offset=76 sp_offset=0x40 watch_len=8 depth=2 max_watch=3 panic_on_catch=1",
+        );
+        assert_eq!(short, long);
+        assert_eq!(short.func.as_str(), "test_victim");
+        assert_eq!(short.func_offset, 0x4c);
+        assert_eq!(
+            short.target,
+            WatchTarget::Local {
+                sp_offset: 64,
+                len: 8
+            }
+        );
+        assert_eq!(short.depth, 2);
+        assert_eq!(short.max_watch, 3);
+        assert!(short.panic_on_catch);
+    }
+
+    #[test]
+    fn canary_is_the_default_and_explicit() {
+        assert_eq!(one("fn=f fo=1").target, WatchTarget::Canary);
+        assert_eq!(one("fn=f fo=1 wl=0").target, WatchTarget::Canary);
+        assert_eq!(one("fn=f fo=1 ac=1").target, WatchTarget::Canary);
+        assert_eq!(one("fn=f fo=1 ac=1 wl=0 so=0").target, WatchTarget::Canary);
+        assert_eq!(kind("fn=f ac=1 wl=8"), ErrorKind::CanaryConflict);
+        assert_eq!(kind("fn=f ac=1 so=8"), ErrorKind::CanaryConflict);
+        assert_eq!(kind("fn=f so=8"), ErrorKind::OffsetWithoutLen);
+    }
+
+    #[test]
+    fn canonical_form_round_trips() {
+        for text in [
+            "fn=a fo=0x10 so=8 wl=4",
+            "fn=b fo=3 dp=7 mw=1 ph=1",
+            "fn=mod:c.isra.0 fo=0 ac=1",
+        ] {
+            let spec = one(text);
+            let printed = spec.to_string();
+            assert!(printed.starts_with("func_name="), "{printed}");
+            assert_eq!(one(&printed), spec, "{printed}");
+        }
+    }
+
+    #[test]
+    fn several_specs_comments_and_blank_lines() {
+        let config = parse("# two watches\nfn=a fo=1\n\n  fn=b fo=2 so=0 wl=8 # local\n").unwrap();
+        let names: std::vec::Vec<_> = config.specs().map(|s| s.func.as_str()).collect();
+        assert_eq!(names, ["a", "b"]);
+    }
+
+    #[test]
+    fn empty_input_disables() {
+        for text in ["", "\n", "   \n\t\n", "# nothing\n"] {
+            assert!(parse(text).unwrap().is_empty(), "{text:?}");
+        }
+    }
+
+    #[test]
+    fn each_bad_input_class_has_its_error() {
+        assert_eq!(kind("fn=f bogus=1"), ErrorKind::UnknownKey);
+        assert_eq!(
+            kind("fn=f fo=1 fo=2"),
+            ErrorKind::RepeatedKey(Key::FuncOffset)
+        );
+        assert_eq!(
+            kind("fn=f func_offset=1 fo=2"),
+            ErrorKind::RepeatedKey(Key::FuncOffset)
+        );
+        assert_eq!(kind("fn=f fo=12z"), ErrorKind::BadNumber(Key::FuncOffset));
+        assert_eq!(kind("fn=f fo=0x"), ErrorKind::BadNumber(Key::FuncOffset));
+        assert_eq!(kind("fn=f fo=-1"), ErrorKind::BadNumber(Key::FuncOffset));
+        assert_eq!(kind("fn=f fo="), ErrorKind::BadNumber(Key::FuncOffset));
+        assert_eq!(
+            kind("fn=f fo=0x100000000"),
+            ErrorKind::OutOfRange(Key::FuncOffset)
+        );
+        assert_eq!(
+            kind("fn=f fo=99999999999999999999999"),
+            ErrorKind::OutOfRange(Key::FuncOffset)
+        );
+        assert_eq!(kind("fn=f mw=5"), ErrorKind::OutOfRange(Key::MaxWatch));
+        assert_eq!(kind("fn=f ph=2"), ErrorKind::OutOfRange(Key::PanicOnCatch));
+        assert_eq!(
+            kind("fn=f so=16384 wl=8"),
+            ErrorKind::OutOfRange(Key::SpOffset)
+        );
+        assert_eq!(
+            kind("fn=f so=16380 wl=8"),
+            ErrorKind::OutOfRange(Key::SpOffset)
+        );
+        assert_eq!(kind("fn=f wl=3"), ErrorKind::BadWatchLen);
+        assert_eq!(kind("fn=f wl=16"), ErrorKind::BadWatchLen);
+        assert_eq!(
+            kind("fn=f wl=99999999999999999999"),
+            ErrorKind::OutOfRange(Key::WatchLen)
+        );
+        assert_eq!(kind("fo=1 wl=8"), ErrorKind::MissingFunc);
+        assert_eq!(kind("fn=9abc"), ErrorKind::BadFuncName);
+        assert_eq!(kind("fn=a/b"), ErrorKind::BadFuncName);
+        assert_eq!(kind("fn="), ErrorKind::BadFuncName);
+        assert_eq!(kind("fn=f fo"), ErrorKind::NotKeyValue);
+        assert_eq!(kind("fn=a\nfn=a fo=2"), ErrorKind::DuplicateFunc);
+        assert_eq!(kind("fn=f\u{e9}"), ErrorKind::NotAscii);
+        assert_eq!(kind("fn=f\0"), ErrorKind::NotAscii);
+        let long = std::format!("fn={}", "x".repeat(MAX_FUNC_NAME + 1));
+        assert_eq!(kind(&long), ErrorKind::FuncNameTooLong);
+        let many: std::string::String =
+            (0..=MAX_SPECS).map(|i| std::format!("fn=f{i}\n")).collect();
+        assert_eq!(kind(&many), ErrorKind::TooManySpecs);
+    }
+
+    #[test]
+    fn errno_per_class() {
+        assert_eq!(kind("fn=f bogus=1").errno(), errno::EINVAL);
+        assert_eq!(kind("fn=f mw=9").errno(), errno::ERANGE);
+        assert_eq!(kind("fn=a\nfn=a").errno(), errno::EEXIST);
+    }
+
+    #[test]
+    fn error_message_names_line_and_token() {
+        let err = parse("fn=a fo=1\nfn=b bogus=3\n").unwrap_err();
+        assert_eq!(err.line, 2);
+        assert_eq!(err.to_string(), "line 2: unknown key at 'bogus'");
+        let err = parse("fn=a wl=3").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "line 1: watch_len must be 0 (canary), 1, 2, 4 or 8 at 'wl=3'"
+        );
+    }
+
+    #[test]
+    fn max_watch_is_capped_by_slots() {
+        assert_eq!(one("fn=f").watch_cap(4), 4);
+        assert_eq!(one("fn=f mw=2").watch_cap(4), 2);
+        assert_eq!(one("fn=f mw=4").watch_cap(3), 3);
+    }
+}
