@@ -209,12 +209,14 @@ impl fmt::Display for Spec {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Config {
     specs: [Option<Spec>; MAX_SPECS],
+    lines: [u32; MAX_SPECS],
     count: usize,
 }
 
 impl Config {
     pub const EMPTY: Config = Config {
         specs: [None; MAX_SPECS],
+        lines: [0; MAX_SPECS],
         count: 0,
     };
 
@@ -232,6 +234,11 @@ impl Config {
 
     pub fn get(&self, index: usize) -> Option<&Spec> {
         self.specs.get(index).and_then(Option::as_ref)
+    }
+
+    /// The input line spec `index` came from (for error messages).
+    pub fn line_of(&self, index: usize) -> u32 {
+        self.lines.get(index).copied().unwrap_or(0)
     }
 
     /// Parses a whole configuration write. Nothing is applied on error.
@@ -261,6 +268,7 @@ impl Config {
                 return Err(at(ErrorKind::TooManySpecs, b""));
             }
             config.specs[config.count] = Some(spec);
+            config.lines[config.count] = line_no;
             config.count += 1;
         }
         Ok(config)
@@ -560,6 +568,7 @@ mod tests {
         let config = parse("# two watches\nfn=a fo=1\n\n  fn=b fo=2 so=0 wl=8 # local\n").unwrap();
         let names: std::vec::Vec<_> = config.specs().map(|s| s.func.as_str()).collect();
         assert_eq!(names, ["a", "b"]);
+        assert_eq!((config.line_of(0), config.line_of(1)), (2, 4));
     }
 
     #[test]

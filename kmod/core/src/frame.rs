@@ -8,17 +8,18 @@
 //!   the same address for the call, which is how a probe hit is paired with
 //!   exactly one function exit.
 
-use super::config::WatchTarget;
+use super::canary::CanarySlot;
 
 /// Bytes in a stack word (x86_64).
 pub const WORD: usize = 8;
-/// Longest frame the canary scan walks (words), whatever the frame size.
-pub const MAX_CANARY_SCAN_WORDS: usize = 2048;
 
 /// The probed frame as seen from the probe handler.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Frame {
     pub sp: usize,
+    /// Frame pointer register at the probe (meaningful when the function
+    /// keeps one; the canary may be addressed from it).
+    pub bp: usize,
     /// Address of the return-address slot of the probed call.
     pub frame: usize,
     /// The current task's stack: `[stack_lo, stack_hi)`.
@@ -28,10 +29,19 @@ pub struct Frame {
     pub canary: u64,
 }
 
-/// Reads stack words for the canary scan. The kernel reads its own stack;
+/// Reads stack words to check the canary. The kernel reads its own stack;
 /// host tests read a slice.
 pub trait StackReader {
     fn read_word(&self, addr: usize) -> Option<u64>;
+}
+
+/// A spec's watch target with the function's code taken into account.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Target {
+    /// `len` bytes at `sp + sp_offset`.
+    Local { sp_offset: u32, len: u8 },
+    /// The canary, at the slot the function's prologue stores it to.
+    Canary(CanarySlot),
 }
 
 /// The bytes a hardware slot will watch.
@@ -58,7 +68,8 @@ pub enum PlaceError {
     OutsideStack,
     /// x86 debug registers watch naturally aligned ranges only.
     Misaligned,
-    /// No word of the probed frame holds the canary.
+    /// The canary slot is outside the probed frame or does not hold the
+    /// canary (the probe point is before the prologue stored it).
     CanaryNotFound,
     /// `sp`/`frame` do not describe a frame on this stack (unwind failed).
     BadFrame,
@@ -66,7 +77,7 @@ pub enum PlaceError {
 
 /// Computes the watched range for `target` in `frame`.
 pub fn place(
-    target: WatchTarget,
+    target: Target,
     frame: &Frame,
     stack: &impl StackReader,
 ) -> Result<WatchRange, PlaceError> {
@@ -75,14 +86,26 @@ pub fn place(
         return Err(PlaceError::BadFrame);
     }
     let range = match target {
-        WatchTarget::Local { sp_offset, len } => {
+        Target::Local { sp_offset, len } => {
             let addr = frame
                 .sp
                 .checked_add(sp_offset as usize)
                 .ok_or(PlaceError::OutsideStack)?;
             WatchRange { addr, len }
         }
-        WatchTarget::Canary => find_canary(frame, stack).ok_or(PlaceError::CanaryNotFound)?,
+        Target::Canary(slot) => {
+            let addr = slot
+                .address(frame.sp, frame.bp)
+                .filter(|&a| frame.sp <= a && a + WORD <= frame.frame)
+                .ok_or(PlaceError::CanaryNotFound)?;
+            if stack.read_word(addr) != Some(frame.canary) {
+                return Err(PlaceError::CanaryNotFound);
+            }
+            WatchRange {
+                addr,
+                len: WORD as u8,
+            }
+        }
     };
     if range.addr < frame.stack_lo || range.end() > frame.stack_hi {
         return Err(PlaceError::OutsideStack);
@@ -91,27 +114,6 @@ pub fn place(
         return Err(PlaceError::Misaligned);
     }
     Ok(range)
-}
-
-/// Scans the probed frame from its top down: the compiler puts the canary
-/// right below the saved registers, above every local, so the first match
-/// from the top is the canary and not a copy of its value in a local.
-fn find_canary(frame: &Frame, stack: &impl StackReader) -> Option<WatchRange> {
-    let lowest = frame.sp & !(WORD - 1);
-    let mut addr = (frame.frame & !(WORD - 1)).checked_sub(WORD)?;
-    for _ in 0..MAX_CANARY_SCAN_WORDS {
-        if addr < lowest {
-            break;
-        }
-        if stack.read_word(addr)? == frame.canary {
-            return Some(WatchRange {
-                addr,
-                len: WORD as u8,
-            });
-        }
-        addr = addr.checked_sub(WORD)?;
-    }
-    None
 }
 
 /// What the probe handler should do with a hit at `func+func_offset`.
@@ -183,6 +185,8 @@ pub fn decide(
 mod tests {
     use super::*;
 
+    use super::super::canary::Base;
+
     /// A fake stack: `words[i]` lives at `base + 8*i`.
     struct FakeStack {
         base: usize,
@@ -199,12 +203,9 @@ mod tests {
     const BASE: usize = 0xffff_c900_0000_0000;
     const CANARY: u64 = 0x1b2c_3d4e_5f60_7a8b;
 
-    fn stack_with(canary_at: Option<usize>, copy_at: Option<usize>) -> FakeStack {
+    fn stack_with(canary_at: &[usize]) -> FakeStack {
         let mut words = std::vec![0xdead_beefu64; 2048];
-        if let Some(i) = copy_at {
-            words[i] = CANARY;
-        }
-        if let Some(i) = canary_at {
+        for &i in canary_at {
             words[i] = CANARY;
         }
         FakeStack { base: BASE, words }
@@ -213,6 +214,7 @@ mod tests {
     fn frame(sp_word: usize, frame_word: usize) -> Frame {
         Frame {
             sp: BASE + sp_word * WORD,
+            bp: BASE + (frame_word - 1) * WORD,
             frame: BASE + frame_word * WORD,
             stack_lo: BASE,
             stack_hi: BASE + 2048 * WORD,
@@ -223,11 +225,11 @@ mod tests {
     #[test]
     fn local_is_sp_plus_offset() {
         let f = frame(100, 140);
-        let target = WatchTarget::Local {
+        let target = Target::Local {
             sp_offset: 64,
             len: 8,
         };
-        let range = place(target, &f, &stack_with(None, None)).unwrap();
+        let range = place(target, &f, &stack_with(&[])).unwrap();
         assert_eq!(
             range,
             WatchRange {
@@ -240,89 +242,100 @@ mod tests {
     #[test]
     fn local_must_stay_on_stack_and_be_aligned() {
         let f = frame(2040, 2046);
-        let past_end = WatchTarget::Local {
+        let past_end = Target::Local {
             sp_offset: 64,
             len: 8,
         };
         assert_eq!(
-            place(past_end, &f, &stack_with(None, None)),
+            place(past_end, &f, &stack_with(&[])),
             Err(PlaceError::OutsideStack)
         );
-        let odd = WatchTarget::Local {
+        let odd = Target::Local {
             sp_offset: 3,
             len: 4,
         };
         assert_eq!(
-            place(odd, &frame(100, 140), &stack_with(None, None)),
+            place(odd, &frame(100, 140), &stack_with(&[])),
             Err(PlaceError::Misaligned)
         );
-        let byte = WatchTarget::Local {
+        let byte = Target::Local {
             sp_offset: 3,
             len: 1,
         };
-        assert!(place(byte, &frame(100, 140), &stack_with(None, None)).is_ok());
+        assert!(place(byte, &frame(100, 140), &stack_with(&[])).is_ok());
     }
 
     #[test]
-    fn canary_found_from_the_top_of_the_frame() {
-        // The canary at word 138 (just below saved registers), a stale copy
-        // lower in the frame at 110: the scan must pick 138.
-        let range = place(
-            WatchTarget::Canary,
-            &frame(100, 140),
-            &stack_with(Some(138), Some(110)),
-        )
-        .unwrap();
+    fn canary_is_where_the_prologue_put_it_not_a_stale_copy() {
+        // The real canary at sp+0x80 (word 116), stale copies above and below.
+        let slot = CanarySlot {
+            base: Base::Sp,
+            disp: 0x80,
+        };
+        let stack = stack_with(&[110, 116, 118]);
+        let range = place(Target::Canary(slot), &frame(100, 140), &stack).unwrap();
         assert_eq!(
             range,
             WatchRange {
-                addr: BASE + 138 * WORD,
+                addr: BASE + 116 * WORD,
                 len: 8
             }
         );
+        // Addressed from the frame pointer.
+        let slot = CanarySlot {
+            base: Base::Bp,
+            disp: -0x18,
+        };
+        let range = place(Target::Canary(slot), &frame(100, 140), &stack_with(&[136])).unwrap();
+        assert_eq!(range.addr, BASE + 136 * WORD);
     }
 
     #[test]
-    fn canary_search_stays_inside_the_frame() {
-        // A canary value above the return slot belongs to the caller.
+    fn canary_slot_must_hold_the_canary_inside_the_frame() {
+        let slot = CanarySlot {
+            base: Base::Sp,
+            disp: 0x80,
+        };
+        // Not stored yet (probe before the prologue's store).
         assert_eq!(
-            place(
-                WatchTarget::Canary,
-                &frame(100, 140),
-                &stack_with(Some(141), None)
-            ),
+            place(Target::Canary(slot), &frame(100, 140), &stack_with(&[])),
             Err(PlaceError::CanaryNotFound)
         );
-        // ...and one below sp belongs to a dead callee.
+        // Slot computed outside the frame.
+        let far = CanarySlot {
+            base: Base::Sp,
+            disp: 0x400,
+        };
         assert_eq!(
-            place(
-                WatchTarget::Canary,
-                &frame(100, 140),
-                &stack_with(Some(99), None)
-            ),
+            place(Target::Canary(far), &frame(100, 140), &stack_with(&[228])),
             Err(PlaceError::CanaryNotFound)
         );
-        // The word at sp itself is part of the frame.
-        assert!(place(
-            WatchTarget::Canary,
-            &frame(100, 140),
-            &stack_with(Some(100), None)
-        )
-        .is_ok());
+        let below = CanarySlot {
+            base: Base::Sp,
+            disp: -8,
+        };
+        assert_eq!(
+            place(Target::Canary(below), &frame(100, 140), &stack_with(&[99])),
+            Err(PlaceError::CanaryNotFound)
+        );
     }
 
     #[test]
     fn frame_not_on_this_stack_is_rejected() {
+        let slot = Target::Canary(CanarySlot {
+            base: Base::Sp,
+            disp: 0x80,
+        });
         let mut f = frame(100, 140);
         f.frame = f.stack_hi + 64;
         assert_eq!(
-            place(WatchTarget::Canary, &f, &stack_with(Some(138), None)),
+            place(slot, &f, &stack_with(&[116])),
             Err(PlaceError::BadFrame)
         );
         let mut g = frame(100, 140);
         g.frame = g.sp - 8;
         assert_eq!(
-            place(WatchTarget::Canary, &g, &stack_with(Some(138), None)),
+            place(slot, &g, &stack_with(&[116])),
             Err(PlaceError::BadFrame)
         );
     }

@@ -13,6 +13,7 @@
 #[cfg(test)]
 extern crate std;
 
+pub mod canary;
 pub mod config;
 pub mod events;
 pub mod frame;

@@ -46,6 +46,11 @@ pub struct Armed {
     pub sp: usize,
     pub depth: u32,
     pub probe_ip: usize,
+    /// The watched function's code, `[func_start, func_end)`: the hit
+    /// handler uses it to tell the live frame from its exit path.
+    pub func_start: usize,
+    pub func_end: usize,
+    pub panic_on_catch: bool,
     pub arm_value: u64,
     pub victim_pid: i32,
     pub victim_comm: [u8; COMM_LEN],
@@ -97,6 +102,9 @@ struct Slot {
     sp: AtomicUsize,
     depth: AtomicU32,
     probe_ip: AtomicUsize,
+    func_start: AtomicUsize,
+    func_end: AtomicUsize,
+    panic_on_catch: AtomicBool,
     arm_value: AtomicU64,
     victim_pid: AtomicI32,
     victim_comm: [AtomicU64; 2],
@@ -122,6 +130,9 @@ impl Slot {
             sp: AtomicUsize::new(0),
             depth: AtomicU32::new(0),
             probe_ip: AtomicUsize::new(0),
+            func_start: AtomicUsize::new(0),
+            func_end: AtomicUsize::new(0),
+            panic_on_catch: AtomicBool::new(false),
             arm_value: AtomicU64::new(0),
             victim_pid: AtomicI32::new(0),
             victim_comm: [AtomicU64::new(0), AtomicU64::new(0)],
@@ -144,6 +155,9 @@ impl Slot {
         self.sp.store(a.sp, r);
         self.depth.store(a.depth, r);
         self.probe_ip.store(a.probe_ip, r);
+        self.func_start.store(a.func_start, r);
+        self.func_end.store(a.func_end, r);
+        self.panic_on_catch.store(a.panic_on_catch, r);
         self.arm_value.store(a.arm_value, r);
         self.victim_pid.store(a.victim_pid, r);
         let (lo, hi) = a.victim_comm.split_at(8);
@@ -170,6 +184,9 @@ impl Slot {
             sp: self.sp.load(r),
             depth: self.depth.load(r),
             probe_ip: self.probe_ip.load(r),
+            func_start: self.func_start.load(r),
+            func_end: self.func_end.load(r),
+            panic_on_catch: self.panic_on_catch.load(r),
             arm_value: self.arm_value.load(r),
             victim_pid: self.victim_pid.load(r),
             victim_comm: comm,
@@ -373,6 +390,9 @@ mod tests {
             sp: addr - 64,
             depth: 0,
             probe_ip: 0xffff_ffff_8100_0000,
+            func_start: 0xffff_ffff_8100_0000,
+            func_end: 0xffff_ffff_8100_0100,
+            panic_on_catch: false,
             arm_value: 0xdead_beef,
             victim_pid: 42,
             victim_comm: *b"victim\0\0\0\0\0\0\0\0\0\0",

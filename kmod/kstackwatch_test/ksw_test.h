@@ -1,0 +1,56 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * kstackwatch_test: the C half. The watched functions live in C because in
+ * Linux 6.12 only C code gets an ftrace entry (needed for the fprobe exit
+ * hook) and a stack-protector canary. Scenarios are driven from Rust
+ * (ksw_test_main.rs); the writers that corrupt stacks are Rust too.
+ * test_glue.rs declares the same functions: keep them in step.
+ */
+#ifndef KSW_TEST_H
+#define KSW_TEST_H
+
+#include <linux/types.h>
+
+/* Words in each victim's buffer, and the word the scenarios watch. */
+#define KSW_TEST_BUF_WORDS 16
+#define KSW_TEST_WATCH_WORD 8
+
+struct ksw_test_round;
+
+/* One buggy/victim/writer rendezvous (a victim thread and the writer). */
+struct ksw_test_round *ksw_test_round_new(u64 pattern);
+void ksw_test_round_free(struct ksw_test_round *r);
+void ksw_test_silent_round(struct ksw_test_round *r);
+int ksw_test_buggy(struct ksw_test_round *r);
+int ksw_test_victim(struct ksw_test_round *r);
+bool ksw_test_round_wait_ready(struct ksw_test_round *r, unsigned int timeout_ms);
+unsigned long *ksw_test_round_published(struct ksw_test_round *r);
+void ksw_test_round_writer_done(struct ksw_test_round *r);
+int ksw_test_round_bad_words(struct ksw_test_round *r);
+bool ksw_test_round_overlap(struct ksw_test_round *r);
+
+/* Single-thread scenarios: the victim calls the writer itself. */
+int ksw_test_direct_victim(u64 value);
+int ksw_test_canary_victim(void);
+int ksw_test_recurse(u32 depth, u32 max_depth, u32 corrupt_depth);
+u64 ksw_test_bench_victim(u64 seed);
+
+/* Kernel threads, procfs, time. */
+struct ksw_test_thread;
+struct ksw_test_thread *ksw_test_thread_start(int (*fn)(void *), void *arg,
+					     const char *name, int cpu);
+int ksw_test_thread_join(struct ksw_test_thread *t);
+int ksw_test_pid(void);
+int ksw_test_glue_init(void);
+void ksw_test_glue_exit(void);
+u64 ksw_test_now_ns(void);
+unsigned int ksw_test_online_cpus(void);
+
+/* Implemented in Rust. */
+void ksw_test_mark(unsigned long *slot);
+void ksw_test_corrupt(unsigned long *slot, u64 value);
+void ksw_test_overflow(unsigned long *buf, size_t words, size_t past_end);
+ssize_t ksw_test_rs_run(const char *cmd, size_t len);
+size_t ksw_test_rs_result(char *buf, size_t size);
+
+#endif /* KSW_TEST_H */

@@ -1,0 +1,149 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * kstackwatch_test glue: /proc/kstackwatch_test and kernel threads, which
+ * the 6.12 Rust crate does not wrap. Scenarios are chosen and run in Rust.
+ */
+#define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
+
+#include <linux/completion.h>
+#include <linux/cpumask.h>
+#include <linux/kthread.h>
+#include <linux/module.h>
+#include <linux/mutex.h>
+#include <linux/proc_fs.h>
+#include <linux/sched.h>
+#include <linux/sched/task.h>
+#include <linux/slab.h>
+#include <linux/timekeeping.h>
+#include <linux/uaccess.h>
+
+#include "ksw_test.h"
+
+#define KSW_TEST_CMD_MAX 256
+#define KSW_TEST_RESULT_MAX PAGE_SIZE
+
+static DEFINE_MUTEX(ksw_test_lock);
+static struct proc_dir_entry *ksw_test_proc;
+
+struct ksw_test_thread {
+	struct task_struct *task;
+	int (*fn)(void *);
+	void *arg;
+	int ret;
+	struct completion done;
+};
+
+static int ksw_test_thread_fn(void *data)
+{
+	struct ksw_test_thread *t = data;
+
+	t->ret = t->fn(t->arg);
+	complete(&t->done);
+	return 0;
+}
+
+/* @cpu < 0: any CPU. Returns NULL on failure; join exactly once. */
+struct ksw_test_thread *ksw_test_thread_start(int (*fn)(void *), void *arg,
+					     const char *name, int cpu)
+{
+	struct ksw_test_thread *t = kzalloc(sizeof(*t), GFP_KERNEL);
+
+	if (!t)
+		return NULL;
+	t->fn = fn;
+	t->arg = arg;
+	init_completion(&t->done);
+	t->task = kthread_create(ksw_test_thread_fn, t, "%s", name);
+	if (IS_ERR(t->task)) {
+		kfree(t);
+		return NULL;
+	}
+	if (cpu >= 0 && cpu_online(cpu))
+		kthread_bind(t->task, cpu);
+	get_task_struct(t->task);
+	wake_up_process(t->task);
+	return t;
+}
+
+/*
+ * Wait for fn to have run (kthread_stop alone would skip a thread that
+ * has not started yet), then reap the thread.
+ */
+int ksw_test_thread_join(struct ksw_test_thread *t)
+{
+	int ret;
+
+	wait_for_completion(&t->done);
+	kthread_stop_put(t->task);
+	ret = t->ret;
+	kfree(t);
+	return ret;
+}
+
+int ksw_test_pid(void)
+{
+	return task_pid_nr(current);
+}
+
+u64 ksw_test_now_ns(void)
+{
+	return ktime_get_mono_fast_ns();
+}
+
+unsigned int ksw_test_online_cpus(void)
+{
+	return num_online_cpus();
+}
+
+static ssize_t ksw_test_write(struct file *file, const char __user *ubuf,
+			      size_t count, loff_t *ppos)
+{
+	char *cmd;
+	ssize_t ret;
+
+	if (count > KSW_TEST_CMD_MAX)
+		return -EFBIG;
+	cmd = memdup_user_nul(ubuf, count);
+	if (IS_ERR(cmd))
+		return PTR_ERR(cmd);
+	mutex_lock(&ksw_test_lock);
+	ret = ksw_test_rs_run(cmd, count);
+	mutex_unlock(&ksw_test_lock);
+	kfree(cmd);
+	return ret;
+}
+
+static ssize_t ksw_test_read(struct file *file, char __user *ubuf,
+			     size_t count, loff_t *ppos)
+{
+	char *buf = kmalloc(KSW_TEST_RESULT_MAX, GFP_KERNEL);
+	size_t len;
+	ssize_t ret;
+
+	if (!buf)
+		return -ENOMEM;
+	mutex_lock(&ksw_test_lock);
+	len = ksw_test_rs_result(buf, KSW_TEST_RESULT_MAX);
+	mutex_unlock(&ksw_test_lock);
+	ret = simple_read_from_buffer(ubuf, count, ppos, buf, len);
+	kfree(buf);
+	return ret;
+}
+
+static const struct proc_ops ksw_test_proc_ops = {
+	.proc_read = ksw_test_read,
+	.proc_write = ksw_test_write,
+	.proc_lseek = default_llseek,
+};
+
+int ksw_test_glue_init(void)
+{
+	ksw_test_proc = proc_create("kstackwatch_test", 0600, NULL,
+				    &ksw_test_proc_ops);
+	return ksw_test_proc ? 0 : -ENOMEM;
+}
+
+void ksw_test_glue_exit(void)
+{
+	proc_remove(ksw_test_proc);
+}

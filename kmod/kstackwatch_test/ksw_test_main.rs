@@ -1,0 +1,478 @@
+// SPDX-License-Identifier: GPL-2.0
+//! kstackwatch_test: stack-corruption scenarios for kstackwatch.
+//!
+//! Write a scenario name to `/proc/kstackwatch_test`; the write returns when
+//! it has run, and reading the file gives its outcome as `key=value` words:
+//!
+//! - `direct`: the victim calls a writer on its own watched word.
+//! - `canary`: an overflow past a buffer reaches the canary (and is undone).
+//! - `silent [N]`: N victim threads (default 1) each run buggy(), which
+//!   leaks the address of a local and returns, then victim(), which reuses
+//!   that stack slot; a writer thread on another CPU writes through the
+//!   stale pointer while victim() waits. victim() then finds its buffer
+//!   changed ("unhappy"), with no call chain leading to the writer.
+//! - `clean [N]`: the same choreography, but the writer writes nothing.
+//! - `recursive D [MAX]`: recursion to depth MAX (default 6); the writer
+//!   strikes the buffer of depth D only.
+//! - `bench BATCHES CALLS`: time calls of `ksw_test_bench_victim`.
+//!
+//! The watched functions are C (`ksw_test_victims.c`); the writers are the
+//! Rust functions below, so a caught writer is named `ksw_test_corrupt` or
+//! `ksw_test_overflow`.
+
+use core::cell::UnsafeCell;
+use core::ffi::{c_int, c_void};
+use core::fmt::{self, Write};
+use core::sync::atomic::{AtomicI32, AtomicU32, Ordering};
+
+use kernel::c_str;
+use kernel::prelude::*;
+
+mod test_glue;
+
+use test_glue::{Round, Thread};
+
+module! {
+    type: KStackWatchTest,
+    name: "kstackwatch_test",
+    author: "The KStackWatch authors",
+    description: "Stack-corruption scenarios for kstackwatch",
+    license: "GPL",
+}
+
+/// What the cross-thread writer stores through the stale pointer.
+const WRITER_PATTERN: u64 = 0xabcd_abcd;
+const DIRECT_PATTERN: u64 = 0xd1ec7;
+const MAX_VICTIMS: u32 = 32;
+const MAX_RECURSION: u32 = 16;
+const READY_TIMEOUT_MS: u32 = 5000;
+
+// ------------------------------------------------------------------ writers
+
+/// The probe point marker: the watched functions call it right after
+/// filling their buffer; the probe goes on the instruction after the call.
+#[no_mangle]
+#[inline(never)]
+pub extern "C" fn ksw_test_mark(slot: *mut u64) {
+    core::hint::black_box(slot);
+}
+
+/// Writes `value` to a stack slot that may belong to another task.
+#[no_mangle]
+#[inline(never)]
+pub extern "C" fn ksw_test_corrupt(slot: *mut u64, value: u64) {
+    // SAFETY: this is the bug under test. Callers pass either a live local
+    // of their own or a slot in a live victim frame (the victim waits in
+    // ksw_test_victim_wait until the writer is done), so the address is
+    // mapped stack memory; the victim only reads it afterwards.
+    unsafe { core::ptr::write_volatile(slot, value) }
+}
+
+/// Overflows `buf` by `past_end` words, then undoes the damage beyond the
+/// buffer so the (canary-checked) caller still returns normally.
+#[no_mangle]
+#[inline(never)]
+pub extern "C" fn ksw_test_overflow(buf: *mut u64, words: usize, past_end: usize) {
+    let mut saved = [0u64; 4];
+    let past_end = past_end.min(saved.len());
+    for (i, word) in saved.iter_mut().enumerate().take(past_end) {
+        // SAFETY: deliberately past the end of the caller's buffer, into its
+        // canary and saved registers: that is the overflow being simulated.
+        // Those words are live stack of the caller, restored below before
+        // anyone reads them.
+        *word = unsafe { core::ptr::read_volatile(buf.add(words + i)) };
+    }
+    for i in 0..words + past_end {
+        // SAFETY: as above; the first `words` words are the caller's buffer.
+        unsafe { core::ptr::write_volatile(buf.add(i), 0x0f0f_0f0f_0f0f_0f0f) };
+    }
+    for (i, word) in saved.iter().enumerate().take(past_end) {
+        // SAFETY: restores the words overwritten past the end.
+        unsafe { core::ptr::write_volatile(buf.add(words + i), *word) };
+    }
+}
+
+// ---------------------------------------------------------------- scenarios
+
+#[derive(Clone, Copy, Debug)]
+enum Scenario {
+    Direct,
+    Canary,
+    Silent { victims: u32, corrupt: bool },
+    Recursive { corrupt_depth: u32, max_depth: u32 },
+    Bench { batches: u32, calls: u32 },
+}
+
+fn parse_u32(word: Option<&str>, default: u32, max: u32) -> Result<u32, c_int> {
+    let Some(word) = word else {
+        return Ok(default);
+    };
+    match word.parse::<u32>() {
+        Ok(v) if v <= max => Ok(v),
+        _ => Err(-(EINVAL_NR)),
+    }
+}
+
+const EINVAL_NR: c_int = 22;
+const ENOMEM_NR: c_int = 12;
+const ETIMEDOUT_NR: c_int = 110;
+
+fn parse(cmd: &str) -> Result<Scenario, c_int> {
+    let mut words = cmd.split_ascii_whitespace();
+    let name = words.next().unwrap_or("");
+    let first = words.next();
+    let second = words.next();
+    let scenario = match name {
+        "direct" => Scenario::Direct,
+        "canary" => Scenario::Canary,
+        "silent" => Scenario::Silent {
+            victims: parse_u32(first, 1, MAX_VICTIMS)?.max(1),
+            corrupt: true,
+        },
+        "clean" => Scenario::Silent {
+            victims: parse_u32(first, 1, MAX_VICTIMS)?.max(1),
+            corrupt: false,
+        },
+        "recursive" => {
+            let max_depth = parse_u32(second, 6, MAX_RECURSION)?;
+            Scenario::Recursive {
+                corrupt_depth: parse_u32(first, 3, max_depth)?,
+                max_depth,
+            }
+        }
+        "bench" => Scenario::Bench {
+            batches: parse_u32(first, 100, 100_000)?.max(1),
+            calls: parse_u32(second, 100, 100_000)?.max(1),
+        },
+        _ => return Err(-EINVAL_NR),
+    };
+    if words.next().is_some() {
+        return Err(-EINVAL_NR);
+    }
+    Ok(scenario)
+}
+
+/// Runs `f` in a named kernel thread (so the victim's comm is known) and
+/// returns its result and pid.
+fn in_thread(name: &CStr, cpu: Option<u32>, f: fn() -> i32) -> Result<(i32, i32), c_int> {
+    struct Job {
+        f: fn() -> i32,
+        result: AtomicI32,
+        pid: AtomicI32,
+    }
+    extern "C" fn run(arg: *mut c_void) -> c_int {
+        // SAFETY: `arg` is the Job below, alive until join() returns.
+        let job = unsafe { &*arg.cast::<Job>() };
+        job.pid.store(test_glue::pid(), Ordering::Relaxed);
+        job.result.store((job.f)(), Ordering::Relaxed);
+        0
+    }
+    let job = Job {
+        f,
+        result: AtomicI32::new(0),
+        pid: AtomicI32::new(0),
+    };
+    let arg = &job as *const Job as *mut c_void;
+    // SAFETY: `job` outlives the thread: we join before returning.
+    let thread = unsafe { Thread::start(run, arg, name, cpu) }.ok_or(-ENOMEM_NR)?;
+    thread.join();
+    Ok((job.result.load(Ordering::Relaxed), job.pid.load(Ordering::Relaxed)))
+}
+
+struct Victim {
+    round: Round,
+    pid: AtomicI32,
+}
+
+struct Writer<'a> {
+    victims: &'a [Victim],
+    corrupt: bool,
+    pid: AtomicI32,
+    written: AtomicU32,
+    timeouts: AtomicU32,
+}
+
+extern "C" fn victim_thread(arg: *mut c_void) -> c_int {
+    // SAFETY: `arg` is a Victim in silent()'s vector, alive until joined.
+    let victim = unsafe { &*arg.cast::<Victim>() };
+    victim.pid.store(test_glue::pid(), Ordering::Relaxed);
+    victim.round.run_victim();
+    0
+}
+
+/// Waits until every victim sits in victim(), armed, then writes through
+/// every stale pointer at once: more victims than slots are live together.
+extern "C" fn writer_thread(arg: *mut c_void) -> c_int {
+    // SAFETY: `arg` is the Writer in silent(), alive until joined.
+    let writer = unsafe { &*arg.cast::<Writer<'_>>() };
+    writer.pid.store(test_glue::pid(), Ordering::Relaxed);
+    for v in writer.victims {
+        if !v.round.wait_ready(READY_TIMEOUT_MS) {
+            writer.timeouts.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    if writer.corrupt {
+        for v in writer.victims {
+            let slot = v.round.published();
+            if !slot.is_null() {
+                ksw_test_corrupt(slot, WRITER_PATTERN);
+                writer.written.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+    for v in writer.victims {
+        v.round.writer_done();
+    }
+    0
+}
+
+fn silent(victims: u32, corrupt: bool, out: &mut impl Write) -> Result<(), c_int> {
+    let mut list = KVec::with_capacity(victims as usize, GFP_KERNEL).map_err(|_| -ENOMEM_NR)?;
+    for n in 0..victims {
+        let round = Round::new(0xdead_beef + u64::from(n) * 0x100).ok_or(-ENOMEM_NR)?;
+        list.push(
+            Victim {
+                round,
+                pid: AtomicI32::new(0),
+            },
+            GFP_KERNEL,
+        )
+        .map_err(|_| -ENOMEM_NR)?;
+    }
+    let cpus = test_glue::online_cpus();
+    // Victims on CPU 0, the writer on the last CPU: the write crosses CPUs.
+    let writer_cpu = cpus.saturating_sub(1);
+    let writer = Writer {
+        victims: &list,
+        corrupt,
+        pid: AtomicI32::new(0),
+        written: AtomicU32::new(0),
+        timeouts: AtomicU32::new(0),
+    };
+    let mut threads = KVec::with_capacity(victims as usize, GFP_KERNEL).map_err(|_| -ENOMEM_NR)?;
+    for v in list.iter() {
+        let arg = v as *const Victim as *mut c_void;
+        // SAFETY: `list` outlives every thread: all are joined below.
+        let t = unsafe { Thread::start(victim_thread, arg, c_str!("ksw-victim"), Some(0)) };
+        if let Some(t) = t {
+            // Capacity reserved above.
+            let _ = threads.push(t, GFP_KERNEL);
+        }
+    }
+    let writer_arg = &writer as *const Writer<'_> as *mut c_void;
+    // SAFETY: `writer` outlives the thread: joined below.
+    let writer_thread = unsafe { Thread::start(writer_thread, writer_arg, c_str!("ksw-writer"), Some(writer_cpu)) };
+    if let Some(t) = writer_thread {
+        t.join();
+    } else {
+        // No writer: release the victims ourselves.
+        for v in list.iter() {
+            v.round.writer_done();
+        }
+    }
+    let started = threads.len();
+    for t in threads {
+        t.join();
+    }
+
+    let unhappy = list.iter().filter(|v| v.round.bad_words() > 0).count();
+    let overlap = list.iter().filter(|v| v.round.overlap()).count();
+    let bad_words: i32 = list.iter().map(|v| v.round.bad_words()).sum();
+    let _ = write!(
+        out,
+        "scenario={} victims={} started={} overlap={} happy={} unhappy={} bad_words={} written={} timeouts={} writer_pid={} writer_cpu={} victim_pids=",
+        if corrupt { "silent" } else { "clean" },
+        victims,
+        started,
+        overlap,
+        list.len() - unhappy,
+        unhappy,
+        bad_words,
+        writer.written.load(Ordering::Relaxed),
+        writer.timeouts.load(Ordering::Relaxed),
+        writer.pid.load(Ordering::Relaxed),
+        writer_cpu
+    );
+    for (i, v) in list.iter().enumerate() {
+        let sep = if i == 0 { "" } else { "," };
+        let _ = write!(out, "{}{}", sep, v.pid.load(Ordering::Relaxed));
+    }
+    if writer.timeouts.load(Ordering::Relaxed) != 0 {
+        return Err(-ETIMEDOUT_NR);
+    }
+    Ok(())
+}
+
+/// Shell sort: core's slice sort pulls in panic paths objtool cannot
+/// follow in a module, and a few thousand samples need nothing faster.
+fn sort(v: &mut [u64]) {
+    let mut gap = v.len() / 2;
+    while gap > 0 {
+        for i in gap..v.len() {
+            let mut j = i;
+            while j >= gap && v[j - gap] > v[j] {
+                v.swap(j - gap, j);
+                j -= gap;
+            }
+        }
+        gap /= 2;
+    }
+}
+
+/// Percentile of sorted samples (per mille).
+fn percentile(sorted: &[u64], per_mille: usize) -> u64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    let rank = (sorted.len() * per_mille).div_ceil(1000).max(1);
+    sorted[rank - 1]
+}
+
+fn bench(batches: u32, calls: u32, out: &mut impl Write) -> Result<(), c_int> {
+    let mut per_call = KVec::with_capacity(batches as usize, GFP_KERNEL).map_err(|_| -ENOMEM_NR)?;
+    let mut sink = 0u64;
+    for b in 0..batches {
+        let t0 = test_glue::now_ns();
+        for c in 0..calls {
+            sink = sink.wrapping_add(test_glue::bench_victim(u64::from(b ^ c)));
+        }
+        let ns = test_glue::now_ns().saturating_sub(t0);
+        // Capacity reserved above.
+        let _ = per_call.push(ns / u64::from(calls), GFP_KERNEL);
+    }
+    core::hint::black_box(sink);
+    sort(&mut per_call);
+    let mean = per_call.iter().sum::<u64>() / u64::from(batches);
+    let _ = write!(
+        out,
+        "scenario=bench batches={} calls={} per_call_ns_p50={} per_call_ns_p99={} per_call_ns_mean={} per_call_ns_min={}",
+        batches,
+        calls,
+        percentile(&per_call, 500),
+        percentile(&per_call, 990),
+        mean,
+        per_call.first().copied().unwrap_or(0)
+    );
+    Ok(())
+}
+
+fn run(scenario: Scenario, out: &mut impl Write) -> Result<(), c_int> {
+    let last_cpu = Some(test_glue::online_cpus().saturating_sub(1));
+    match scenario {
+        Scenario::Direct => {
+            let (bad, pid) = in_thread(c_str!("ksw-direct"), last_cpu, || {
+                test_glue::direct_victim(DIRECT_PATTERN)
+            })?;
+            let _ = write!(out, "scenario=direct bad_words={bad} victim_pids={pid}");
+        }
+        Scenario::Canary => {
+            let (bad, pid) = in_thread(c_str!("ksw-canary"), last_cpu, test_glue::canary_victim)?;
+            let _ = write!(out, "scenario=canary bad_words={bad} victim_pids={pid}");
+        }
+        Scenario::Silent { victims, corrupt } => silent(victims, corrupt, out)?,
+        Scenario::Recursive {
+            corrupt_depth,
+            max_depth,
+        } => {
+            // A fn pointer cannot capture: pass the depths through statics.
+            RECURSE_ARGS[0].store(corrupt_depth, Ordering::Relaxed);
+            RECURSE_ARGS[1].store(max_depth, Ordering::Relaxed);
+            let (bad, pid) = in_thread(c_str!("ksw-recurse"), last_cpu, || {
+                let corrupt = RECURSE_ARGS[0].load(Ordering::Relaxed);
+                let max = RECURSE_ARGS[1].load(Ordering::Relaxed);
+                test_glue::recurse(max, corrupt)
+            })?;
+            let _ = write!(
+                out,
+                "scenario=recursive corrupt_depth={corrupt_depth} max_depth={max_depth} bad_words={bad} victim_pids={pid}"
+            );
+        }
+        Scenario::Bench { batches, calls } => bench(batches, calls, out)?,
+    }
+    Ok(())
+}
+
+static RECURSE_ARGS: [AtomicU32; 2] = [AtomicU32::new(0), AtomicU32::new(0)];
+
+// ------------------------------------------------------------------ procfs
+
+const RESULT_LEN: usize = 1024;
+
+struct Outcome {
+    text: [u8; RESULT_LEN],
+    len: usize,
+}
+
+impl Write for Outcome {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let n = s.len().min(RESULT_LEN - self.len);
+        self.text[self.len..self.len + n].copy_from_slice(&s.as_bytes()[..n]);
+        self.len += n;
+        Ok(())
+    }
+}
+
+struct OutcomeCell(UnsafeCell<Outcome>);
+
+// SAFETY: only reached from ksw_test_rs_run/_result, which C calls with
+// ksw_test_lock held.
+unsafe impl Sync for OutcomeCell {}
+
+static OUTCOME: OutcomeCell = OutcomeCell(UnsafeCell::new(Outcome {
+    text: [0; RESULT_LEN],
+    len: 0,
+}));
+
+#[no_mangle]
+extern "C" fn ksw_test_rs_run(cmd: *const u8, len: usize) -> isize {
+    // SAFETY: C passes its kernel copy of the written bytes.
+    let bytes = unsafe { core::slice::from_raw_parts(cmd, len) };
+    let Ok(text) = core::str::from_utf8(bytes) else {
+        return -(EINVAL_NR as isize);
+    };
+    let scenario = match parse(text) {
+        Ok(s) => s,
+        Err(e) => {
+            pr_err!("unknown scenario {:?}: try direct, canary, silent [N], clean [N], recursive D [MAX], bench B C\n", text.trim());
+            return e as isize;
+        }
+    };
+    // SAFETY: C holds ksw_test_lock.
+    let outcome = unsafe { &mut *OUTCOME.0.get() };
+    outcome.len = 0;
+    match run(scenario, outcome) {
+        Ok(()) => {
+            let _ = outcome.write_str("\n");
+            pr_info!("{}", core::str::from_utf8(&outcome.text[..outcome.len]).unwrap_or("?"));
+            len as isize
+        }
+        Err(e) => {
+            pr_err!("scenario {:?} failed: error {}\n", scenario, e);
+            e as isize
+        }
+    }
+}
+
+#[no_mangle]
+extern "C" fn ksw_test_rs_result(buf: *mut u8, size: usize) -> usize {
+    // SAFETY: C holds ksw_test_lock; `buf` has `size` writable bytes.
+    let (outcome, out) = unsafe { (&*OUTCOME.0.get(), core::slice::from_raw_parts_mut(buf, size)) };
+    let n = outcome.len.min(size);
+    out[..n].copy_from_slice(&outcome.text[..n]);
+    n
+}
+
+struct KStackWatchTest;
+
+impl kernel::Module for KStackWatchTest {
+    fn init(_module: &'static ThisModule) -> Result<Self> {
+        test_glue::init().map_err(Error::from_errno)?;
+        Ok(KStackWatchTest)
+    }
+}
+
+impl Drop for KStackWatchTest {
+    fn drop(&mut self) {
+        test_glue::exit();
+    }
+}

@@ -1,0 +1,171 @@
+// SPDX-License-Identifier: GPL-2.0
+//! Declarations of the C half (`ksw_test.h`) and thin safe wrappers.
+
+use core::ffi::{c_int, c_void};
+use core::ptr::NonNull;
+
+/// `struct ksw_test_round`, owned by C.
+#[repr(C)]
+pub(crate) struct RawRound {
+    _opaque: [u8; 0],
+}
+
+#[repr(C)]
+pub(crate) struct RawTask {
+    _opaque: [u8; 0],
+}
+
+extern "C" {
+    fn ksw_test_round_new(pattern: u64) -> *mut RawRound;
+    fn ksw_test_round_free(r: *mut RawRound);
+    fn ksw_test_silent_round(r: *mut RawRound);
+    fn ksw_test_round_wait_ready(r: *mut RawRound, timeout_ms: u32) -> bool;
+    fn ksw_test_round_published(r: *mut RawRound) -> *mut u64;
+    fn ksw_test_round_writer_done(r: *mut RawRound);
+    fn ksw_test_round_bad_words(r: *mut RawRound) -> c_int;
+    fn ksw_test_round_overlap(r: *mut RawRound) -> bool;
+
+    fn ksw_test_direct_victim(value: u64) -> c_int;
+    fn ksw_test_canary_victim() -> c_int;
+    fn ksw_test_recurse(depth: u32, max_depth: u32, corrupt_depth: u32) -> c_int;
+    fn ksw_test_bench_victim(seed: u64) -> u64;
+
+    fn ksw_test_thread_start(
+        f: extern "C" fn(*mut c_void) -> c_int,
+        arg: *mut c_void,
+        name: *const u8,
+        cpu: c_int,
+    ) -> *mut RawTask;
+    fn ksw_test_thread_join(task: *mut RawTask) -> c_int;
+    fn ksw_test_pid() -> c_int;
+    fn ksw_test_glue_init() -> c_int;
+    fn ksw_test_glue_exit();
+    fn ksw_test_now_ns() -> u64;
+    fn ksw_test_online_cpus() -> u32;
+}
+
+/// A buggy/victim/writer rendezvous; freed on drop.
+pub(crate) struct Round(NonNull<RawRound>);
+
+// SAFETY: the C object is built for use from several threads (completions).
+unsafe impl Send for Round {}
+// SAFETY: as above.
+unsafe impl Sync for Round {}
+
+impl Round {
+    pub(crate) fn new(pattern: u64) -> Option<Round> {
+        // SAFETY: plain allocation.
+        NonNull::new(unsafe { ksw_test_round_new(pattern) }).map(Round)
+    }
+
+    /// buggy() then victim(), in the calling thread.
+    pub(crate) fn run_victim(&self) {
+        // SAFETY: self.0 is live until drop.
+        unsafe { ksw_test_silent_round(self.0.as_ptr()) }
+    }
+
+    pub(crate) fn wait_ready(&self, timeout_ms: u32) -> bool {
+        // SAFETY: as above.
+        unsafe { ksw_test_round_wait_ready(self.0.as_ptr(), timeout_ms) }
+    }
+
+    /// The stack address the buggy frame leaked.
+    pub(crate) fn published(&self) -> *mut u64 {
+        // SAFETY: as above.
+        unsafe { ksw_test_round_published(self.0.as_ptr()) }
+    }
+
+    pub(crate) fn writer_done(&self) {
+        // SAFETY: as above.
+        unsafe { ksw_test_round_writer_done(self.0.as_ptr()) }
+    }
+
+    pub(crate) fn bad_words(&self) -> i32 {
+        // SAFETY: as above.
+        unsafe { ksw_test_round_bad_words(self.0.as_ptr()) }
+    }
+
+    pub(crate) fn overlap(&self) -> bool {
+        // SAFETY: as above.
+        unsafe { ksw_test_round_overlap(self.0.as_ptr()) }
+    }
+}
+
+impl Drop for Round {
+    fn drop(&mut self) {
+        // SAFETY: dropped once, after every thread using it was joined.
+        unsafe { ksw_test_round_free(self.0.as_ptr()) }
+    }
+}
+
+pub(crate) fn direct_victim(value: u64) -> i32 {
+    // SAFETY: runs a self-contained C function.
+    unsafe { ksw_test_direct_victim(value) }
+}
+
+pub(crate) fn canary_victim() -> i32 {
+    // SAFETY: as above.
+    unsafe { ksw_test_canary_victim() }
+}
+
+pub(crate) fn recurse(max_depth: u32, corrupt_depth: u32) -> i32 {
+    // SAFETY: as above; max_depth is bounded by the caller.
+    unsafe { ksw_test_recurse(0, max_depth, corrupt_depth) }
+}
+
+pub(crate) fn bench_victim(seed: u64) -> u64 {
+    // SAFETY: as above.
+    unsafe { ksw_test_bench_victim(seed) }
+}
+
+/// A kernel thread running `f(arg)`; join before `arg` goes away.
+pub(crate) struct Thread(NonNull<RawTask>);
+
+impl Thread {
+    /// # Safety
+    /// `arg` must stay valid until [`Thread::join`] returns.
+    pub(crate) unsafe fn start(
+        f: extern "C" fn(*mut c_void) -> c_int,
+        arg: *mut c_void,
+        name: &kernel::str::CStr,
+        cpu: Option<u32>,
+    ) -> Option<Thread> {
+        let cpu = cpu.map_or(-1, |c| c as c_int);
+        // SAFETY: `name` is NUL-terminated; `arg`'s lifetime is the caller's
+        // contract; C takes a task reference released by join.
+        NonNull::new(unsafe { ksw_test_thread_start(f, arg, name.as_char_ptr(), cpu) }).map(Thread)
+    }
+
+    pub(crate) fn join(self) -> i32 {
+        // SAFETY: self.0 holds a task reference taken by start().
+        unsafe { ksw_test_thread_join(self.0.as_ptr()) }
+    }
+}
+
+pub(crate) fn pid() -> i32 {
+    // SAFETY: reads `current`.
+    unsafe { ksw_test_pid() }
+}
+
+pub(crate) fn init() -> Result<(), c_int> {
+    // SAFETY: module init, once.
+    match unsafe { ksw_test_glue_init() } {
+        0 => Ok(()),
+        e => Err(e),
+    }
+}
+
+pub(crate) fn exit() {
+    // SAFETY: module exit, after init.
+    unsafe { ksw_test_glue_exit() }
+}
+
+pub(crate) fn now_ns() -> u64 {
+    // SAFETY: NMI-safe clock read.
+    unsafe { ksw_test_now_ns() }
+}
+
+pub(crate) fn online_cpus() -> u32 {
+    // SAFETY: reads a counter.
+    unsafe { ksw_test_online_cpus() }
+}

@@ -1,0 +1,21 @@
+# Helpers for tests/cases/*.sh (sourced; run from the repository root).
+# shellcheck shell=bash
+set -euo pipefail
+
+KSW_ROOT=$(pwd)
+VM=$KSW_ROOT/tests/vm/run
+KSW_KO=$KSW_ROOT/kmod/kstackwatch/kstackwatch.ko
+KSW_TEST_KO=$KSW_ROOT/kmod/kstackwatch_test/kstackwatch_test.ko
+BENCH_MODULES=$KSW_ROOT/tests/vm/modules
+
+note() { printf '[case] %s\n' "$*"; }
+die() { printf '[case] FAIL: %s\n' "$*" >&2; exit 1; }
+
+# expect_eq ACTUAL EXPECTED WHAT
+expect_eq() { [ "$1" = "$2" ] || die "$3: expected '$2', got '$1'"; }
+# expect_match TEXT REGEX WHAT
+expect_match() { grep -Eq -- "$2" <<<"$1" || die "$3: no match for /$2/ in: $1"; }
+expect_no_match() { ! grep -Eq -- "$2" <<<"$1" || die "$3: unexpected /$2/ in: $(grep -E -- "$2" <<<"$1" | head -3)"; }
+
+# kv TEXT KEY: the value of KEY=value in TEXT (first occurrence).
+kv() { grep -oE "(^|[[:space:]])$2=[^[:space:]]*" <<<"$1" | head -1 | sed 's/^[[:space:]]*[^=]*=//'; }
