@@ -10,6 +10,7 @@
 #if !defined(KSW_TRACE_H) || defined(TRACE_HEADER_MULTI_READ)
 #define KSW_TRACE_H
 
+#include <linux/sched.h>
 #include <linux/tracepoint.h>
 
 /* Emitted in the victim's context when a watch goes live on this CPU. */
@@ -73,6 +74,7 @@ TRACE_EVENT(ksw_hit,
 		__field(unsigned long, probe_ip)
 		__field(int, victim_pid)
 		__array(char, victim_comm, 16)
+		__array(char, writer_comm, 16)
 		__field(u8, slot)
 		__field(u8, len)
 	),
@@ -86,15 +88,18 @@ TRACE_EVENT(ksw_hit,
 		__entry->probe_ip = probe_ip;
 		__entry->victim_pid = victim_pid;
 		memcpy(__entry->victim_comm, victim_comm, 16);
+		/* The writer is current; record its name for tools without comm tracking. */
+		memcpy(__entry->writer_comm, current->comm, 16);
 		__entry->slot = slot;
 		__entry->len = len;
 	),
 
-	TP_printk("id=%llu slot=%u addr=0x%lx len=%u writer=%pS old=0x%llx new=0x%llx victim=%s/%d probe=%pS",
+	TP_printk("id=%llu slot=%u addr=0x%lx len=%u writer=%pS old=0x%llx new=0x%llx victim=%s/%d writer_comm=%s probe=%pS",
 		  __entry->id, __entry->slot, __entry->addr, __entry->len,
 		  (void *)__entry->writer_ip, __entry->old_value,
 		  __entry->new_value, __entry->victim_comm,
-		  __entry->victim_pid, (void *)__entry->probe_ip)
+		  __entry->victim_pid, __entry->writer_comm,
+		  (void *)__entry->probe_ip)
 );
 
 /*

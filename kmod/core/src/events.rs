@@ -32,6 +32,7 @@ pub mod field {
     pub const NEW_VALUE: &str = "new_value";
     pub const VICTIM_PID: &str = "victim_pid";
     pub const VICTIM_COMM: &str = "victim_comm";
+    pub const WRITER_COMM: &str = "writer_comm";
     pub const ARM_VALUE: &str = "arm_value";
     pub const EXIT_VALUE: &str = "exit_value";
     pub const HITS: &str = "hits";
