@@ -695,6 +695,11 @@ impl PerfFile {
             .is_some_and(|word| word >> (bit % 64) & 1 == 1)
     }
 
+    /// The feature sections as `(bit, file offset, size)`, in bit order.
+    pub fn feature_sections(&self) -> impl Iterator<Item = (u32, u64, u64)> + '_ {
+        self.sections.iter().copied()
+    }
+
     /// The raw bytes of feature section `bit`.
     pub fn feature_section(&self, bit: u32) -> Option<&[u8]> {
         let &(_, off, size) = self.sections.iter().find(|s| s.0 == bit)?;
