@@ -369,14 +369,14 @@ const ENODATA: i32 = 61;
 const MAX_CODE_SCAN: usize = 4096;
 
 /// Registers `spec`'s probes, disabled.
-fn prepare(index: usize, line: u32, spec: &Spec, hw_slots: u8) -> Result<KBox<ActiveSpec>, SpecError> {
+fn prepare(index: usize, line: u32, spec: &Spec) -> Result<KBox<ActiveSpec>, SpecError> {
     let fail = |errno, what| SpecError { errno, line, what };
     let mut active = KBox::new(
         ActiveSpec {
             index: index as u8,
             spec: *spec,
             target: Target::Local { sp_offset: 0, len: 8 },
-            cap: spec.watch_cap(hw_slots),
+            cap: spec.watch_cap(),
             func_start: 0,
             func_end: 0,
             probe: None,
@@ -389,6 +389,18 @@ fn prepare(index: usize, line: u32, spec: &Spec, hw_slots: u8) -> Result<KBox<Ac
         let errno = -e.errno;
         match (e.kprobe_ok, errno) {
             (true, _) => fail(EOPNOTSUPP, SpecProblem::NoExitHook(errno)),
+            // func+offset past the end of the kernel's text: the function
+            // may well exist; look it up alone to say which it is.
+            (false, ENOENT) if spec.func_offset != 0 => match Probe::create(&spec.func, 0, owner.cast()) {
+                Ok((_, sym)) => fail(
+                    errno::ERANGE,
+                    SpecProblem::OutsideFunction {
+                        offset: spec.func_offset,
+                        size: sym.size,
+                    },
+                ),
+                Err(_) => fail(ENOENT, SpecProblem::NotFound),
+            },
             (false, ENOENT) => fail(ENOENT, SpecProblem::NotFound),
             (false, EILSEQ) => fail(EILSEQ, SpecProblem::NotInstructionBoundary(spec.func_offset)),
             (false, ENOMEM) => fail(ENOMEM, SpecProblem::NoMemory),
@@ -429,10 +441,15 @@ fn prepare(index: usize, line: u32, spec: &Spec, hw_slots: u8) -> Result<KBox<Ac
 
 /// Disarms every watch and waits until no CPU watches anything.
 fn teardown_armed() {
+    let mut disarmed = 0;
     for slot in SLOTS.armed_indices() {
         disarm(slot, DisarmReason::Teardown);
+        disarmed += 1;
     }
     glue::sync_all_wait();
+    if disarmed > 0 {
+        pr_info!("teardown: disarmed {} armed frame(s)\n", disarmed);
+    }
 }
 
 fn apply(state: &mut ConfigState, config: &Config) -> Result<(), SpecError> {
@@ -440,7 +457,7 @@ fn apply(state: &mut ConfigState, config: &Config) -> Result<(), SpecError> {
     // Everything that can fail happens before the old watch is touched.
     let mut prepared: [Option<KBox<ActiveSpec>>; MAX_SPECS] = [const { None }; MAX_SPECS];
     for (index, spec) in config.specs().enumerate() {
-        prepared[index] = Some(prepare(index, config.line_of(index), spec, limits_slots)?);
+        prepared[index] = Some(prepare(index, config.line_of(index), spec)?);
     }
     if !config.is_empty() && SLOTS.available() == 0 {
         match glue::slots_alloc(u32::from(limits_slots)) {
@@ -559,9 +576,28 @@ fn describe(state: &ConfigState, out: &mut impl Write) -> fmt::Result {
         let (kp, fp) = active.probe.as_ref().map_or((0, 0), Probe::missed);
         writeln!(
             out,
-            "#  spec {}: text {:#x}-{:#x} max_watch_effective={} kprobe_missed={} fprobe_missed={}",
-            active.index, active.func_start, active.func_end, active.cap, kp, fp
+            "#  spec {}: text {:#x}-{:#x} kprobe_missed={} fprobe_missed={}",
+            active.index, active.func_start, active.func_end, kp, fp
         )?;
+    }
+    for cpu in 0..glue::nr_cpu_ids() {
+        let mut line = false;
+        for slot in 0..SLOTS.available() {
+            let Some(state) = glue::slot_cpu_state(cpu, slot) else {
+                continue;
+            };
+            if !line {
+                write!(out, "# cpu{cpu}:")?;
+                line = true;
+            }
+            match state {
+                Some(addr) => write!(out, " slot{slot}={addr:#x}")?,
+                None => write!(out, " slot{slot}=idle")?,
+            }
+        }
+        if line {
+            writeln!(out)?;
+        }
     }
     writeln!(out, "# counters: {}", COUNTERS.display())?;
     writeln!(out, "# arm_local_ns: {}", ARM_LOCAL_NS.display())?;

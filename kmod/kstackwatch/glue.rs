@@ -73,6 +73,8 @@ extern "C" {
     fn ksw_kick_remote();
     fn ksw_sync_all_wait();
     fn ksw_online_cpus() -> u32;
+    fn ksw_slot_cpu_state(cpu: u32, slot: u32, addr: *mut usize) -> c_int;
+    fn ksw_nr_cpu_ids() -> u32;
 
     fn ksw_current_task() -> usize;
     fn ksw_current_pid() -> c_int;
@@ -270,6 +272,23 @@ pub(crate) fn sync_all_wait() {
 pub(crate) fn online_cpus() -> u32 {
     // SAFETY: reads a counter.
     unsafe { ksw_online_cpus() }
+}
+
+/// What `cpu`'s register for `slot` watches: None if the CPU has no
+/// breakpoint there, Some(None) when idle, Some(Some(addr)) when armed.
+pub(crate) fn slot_cpu_state(cpu: u32, slot: usize) -> Option<Option<usize>> {
+    let mut addr = 0;
+    // SAFETY: C bounds-checks cpu and slot; `addr` is a valid local.
+    match unsafe { ksw_slot_cpu_state(cpu, slot as u32, &mut addr) } {
+        0 => Some(None),
+        1 => Some(Some(addr)),
+        _ => None,
+    }
+}
+
+pub(crate) fn nr_cpu_ids() -> u32 {
+    // SAFETY: reads a constant set at boot.
+    unsafe { ksw_nr_cpu_ids() }
 }
 
 pub(crate) fn current_task() -> usize {

@@ -390,6 +390,29 @@ unsigned int ksw_online_cpus(void)
 	return num_online_cpus();
 }
 
+unsigned int ksw_nr_cpu_ids(void)
+{
+	return nr_cpu_ids;
+}
+
+/*
+ * Diagnostics for /proc/kstackwatch: what @cpu's breakpoint for @slot
+ * watches. -1: CPU offline or no event; 0: the idle dummy; 1: *addr.
+ * Reads another CPU's event without synchronization: a snapshot.
+ */
+int ksw_slot_cpu_state(unsigned int cpu, unsigned int slot, unsigned long *addr)
+{
+	struct perf_event *bp;
+
+	if (cpu >= nr_cpu_ids || slot >= KSW_MAX_SLOTS || !cpu_online(cpu))
+		return -1;
+	bp = READ_ONCE(per_cpu(ksw_bps[slot], cpu));
+	if (!bp)
+		return -1;
+	*addr = READ_ONCE(counter_arch_bp(bp)->address);
+	return *addr != (unsigned long)&ksw_dummy[slot];
+}
+
 static void ksw_bps_release_cpu(int cpu)
 {
 	struct perf_event *bps[KSW_MAX_SLOTS];

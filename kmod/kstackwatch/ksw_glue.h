@@ -49,6 +49,8 @@ bool ksw_slot_program_local(unsigned int slot, unsigned long addr, u8 len);
 void ksw_kick_remote(void);
 void ksw_sync_all_wait(void);
 unsigned int ksw_online_cpus(void);
+int ksw_slot_cpu_state(unsigned int cpu, unsigned int slot, unsigned long *addr);
+unsigned int ksw_nr_cpu_ids(void);
 
 /* The current task and its stack. */
 unsigned long ksw_current_task(void);

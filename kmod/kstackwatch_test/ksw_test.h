@@ -34,6 +34,7 @@ int ksw_test_direct_victim(u64 value);
 int ksw_test_canary_victim(void);
 int ksw_test_recurse(u32 depth, u32 max_depth, u32 corrupt_depth);
 u64 ksw_test_bench_victim(u64 seed);
+int ksw_test_hold_victim(u32 ms);
 
 /* Kernel threads, procfs, time. */
 struct ksw_test_thread;
@@ -44,6 +45,9 @@ int ksw_test_pid(void);
 int ksw_test_glue_init(void);
 void ksw_test_glue_exit(void);
 u64 ksw_test_now_ns(void);
+void ksw_test_sleep_ms(unsigned int ms);
+int ksw_test_move_to_cpu(unsigned int cpu);
+int ksw_test_cpu(void);
 unsigned int ksw_test_online_cpus(void);
 
 /* Implemented in Rust. */

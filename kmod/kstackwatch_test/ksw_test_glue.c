@@ -7,6 +7,7 @@
 
 #include <linux/completion.h>
 #include <linux/cpumask.h>
+#include <linux/delay.h>
 #include <linux/kthread.h>
 #include <linux/module.h>
 #include <linux/mutex.h>
@@ -88,6 +89,24 @@ int ksw_test_pid(void)
 u64 ksw_test_now_ns(void)
 {
 	return ktime_get_mono_fast_ns();
+}
+
+void ksw_test_sleep_ms(unsigned int ms)
+{
+	msleep(ms);
+}
+
+/* Move the calling thread to @cpu (the CPU may have been re-onlined). */
+int ksw_test_move_to_cpu(unsigned int cpu)
+{
+	int ret = set_cpus_allowed_ptr(current, cpumask_of(cpu));
+
+	return ret ? ret : (int)raw_smp_processor_id();
+}
+
+int ksw_test_cpu(void)
+{
+	return raw_smp_processor_id();
 }
 
 unsigned int ksw_test_online_cpus(void)

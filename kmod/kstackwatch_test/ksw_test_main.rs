@@ -6,12 +6,14 @@
 //!
 //! - `direct`: the victim calls a writer on its own watched word.
 //! - `canary`: an overflow past a buffer reaches the canary (and is undone).
-//! - `silent [N]`: N victim threads (default 1) each run buggy(), which
-//!   leaks the address of a local and returns, then victim(), which reuses
-//!   that stack slot; a writer thread on another CPU writes through the
-//!   stale pointer while victim() waits. victim() then finds its buffer
-//!   changed ("unhappy"), with no call chain leading to the writer.
+//! - `silent [N [DELAY_MS]]`: N victim threads (default 1) on CPU 0 each
+//!   run buggy(), which leaks the address of a local and returns, then
+//!   victim(), which reuses that stack slot; a writer thread waits until
+//!   all victims are ready (plus DELAY_MS), moves to the last CPU and writes
+//!   through the stale pointers while victim() waits. victim() then finds
+//!   its buffer changed ("unhappy"), with no call chain to the writer.
 //! - `clean [N]`: the same choreography, but the writer writes nothing.
+//! - `hold MS`: a watched frame that stays alive for MS milliseconds.
 //! - `recursive D [MAX]`: recursion to depth MAX (default 6); the writer
 //!   strikes the buffer of depth D only.
 //! - `bench BATCHES CALLS`: time calls of `ksw_test_bench_victim`.
@@ -45,7 +47,9 @@ const WRITER_PATTERN: u64 = 0xabcd_abcd;
 const DIRECT_PATTERN: u64 = 0xd1ec7;
 const MAX_VICTIMS: u32 = 32;
 const MAX_RECURSION: u32 = 16;
-const READY_TIMEOUT_MS: u32 = 5000;
+const MAX_DELAY_MS: u32 = 60_000;
+/// How long the writer waits for victims, and victims for the writer (C).
+const READY_TIMEOUT_MS: u32 = 15_000;
 
 // ------------------------------------------------------------------ writers
 
@@ -98,7 +102,8 @@ pub extern "C" fn ksw_test_overflow(buf: *mut u64, words: usize, past_end: usize
 enum Scenario {
     Direct,
     Canary,
-    Silent { victims: u32, corrupt: bool },
+    Silent { victims: u32, corrupt: bool, delay_ms: u32 },
+    Hold { ms: u32 },
     Recursive { corrupt_depth: u32, max_depth: u32 },
     Bench { batches: u32, calls: u32 },
 }
@@ -128,10 +133,15 @@ fn parse(cmd: &str) -> Result<Scenario, c_int> {
         "silent" => Scenario::Silent {
             victims: parse_u32(first, 1, MAX_VICTIMS)?.max(1),
             corrupt: true,
+            delay_ms: parse_u32(second, 0, MAX_DELAY_MS)?,
         },
         "clean" => Scenario::Silent {
             victims: parse_u32(first, 1, MAX_VICTIMS)?.max(1),
             corrupt: false,
+            delay_ms: parse_u32(second, 0, MAX_DELAY_MS)?,
+        },
+        "hold" => Scenario::Hold {
+            ms: parse_u32(first, 1000, MAX_DELAY_MS)?,
         },
         "recursive" => {
             let max_depth = parse_u32(second, 6, MAX_RECURSION)?;
@@ -187,7 +197,10 @@ struct Victim {
 struct Writer<'a> {
     victims: &'a [Victim],
     corrupt: bool,
+    delay_ms: u32,
+    cpu: u32,
     pid: AtomicI32,
+    ran_on: AtomicI32,
     written: AtomicU32,
     timeouts: AtomicU32,
 }
@@ -211,6 +224,12 @@ extern "C" fn writer_thread(arg: *mut c_void) -> c_int {
             writer.timeouts.fetch_add(1, Ordering::Relaxed);
         }
     }
+    if writer.delay_ms > 0 {
+        test_glue::sleep_ms(writer.delay_ms);
+    }
+    // Unbound until now, so CPU hotplug tests can cycle the target CPU.
+    let cpu = test_glue::move_to_cpu(writer.cpu).unwrap_or_else(|_| test_glue::cpu());
+    writer.ran_on.store(cpu as i32, Ordering::Relaxed);
     if writer.corrupt {
         for v in writer.victims {
             let slot = v.round.published();
@@ -226,7 +245,7 @@ extern "C" fn writer_thread(arg: *mut c_void) -> c_int {
     0
 }
 
-fn silent(victims: u32, corrupt: bool, out: &mut impl Write) -> Result<(), c_int> {
+fn silent(victims: u32, corrupt: bool, delay_ms: u32, out: &mut impl Write) -> Result<(), c_int> {
     let mut list = KVec::with_capacity(victims as usize, GFP_KERNEL).map_err(|_| -ENOMEM_NR)?;
     for n in 0..victims {
         let round = Round::new(0xdead_beef + u64::from(n) * 0x100).ok_or(-ENOMEM_NR)?;
@@ -245,7 +264,10 @@ fn silent(victims: u32, corrupt: bool, out: &mut impl Write) -> Result<(), c_int
     let writer = Writer {
         victims: &list,
         corrupt,
+        delay_ms,
+        cpu: writer_cpu,
         pid: AtomicI32::new(0),
+        ran_on: AtomicI32::new(-1),
         written: AtomicU32::new(0),
         timeouts: AtomicU32::new(0),
     };
@@ -261,7 +283,7 @@ fn silent(victims: u32, corrupt: bool, out: &mut impl Write) -> Result<(), c_int
     }
     let writer_arg = &writer as *const Writer<'_> as *mut c_void;
     // SAFETY: `writer` outlives the thread: joined below.
-    let writer_thread = unsafe { Thread::start(writer_thread, writer_arg, c_str!("ksw-writer"), Some(writer_cpu)) };
+    let writer_thread = unsafe { Thread::start(writer_thread, writer_arg, c_str!("ksw-writer"), None) };
     if let Some(t) = writer_thread {
         t.join();
     } else {
@@ -291,7 +313,7 @@ fn silent(victims: u32, corrupt: bool, out: &mut impl Write) -> Result<(), c_int
         writer.written.load(Ordering::Relaxed),
         writer.timeouts.load(Ordering::Relaxed),
         writer.pid.load(Ordering::Relaxed),
-        writer_cpu
+        writer.ran_on.load(Ordering::Relaxed)
     );
     for (i, v) in list.iter().enumerate() {
         let sep = if i == 0 { "" } else { "," };
@@ -369,7 +391,18 @@ fn run(scenario: Scenario, out: &mut impl Write) -> Result<(), c_int> {
             let (bad, pid) = in_thread(c_str!("ksw-canary"), last_cpu, test_glue::canary_victim)?;
             let _ = write!(out, "scenario=canary bad_words={bad} victim_pids={pid}");
         }
-        Scenario::Silent { victims, corrupt } => silent(victims, corrupt, out)?,
+        Scenario::Silent {
+            victims,
+            corrupt,
+            delay_ms,
+        } => silent(victims, corrupt, delay_ms, out)?,
+        Scenario::Hold { ms } => {
+            HOLD_MS.store(ms, Ordering::Relaxed);
+            let (bad, pid) = in_thread(c_str!("ksw-hold"), Some(0), || {
+                test_glue::hold_victim(HOLD_MS.load(Ordering::Relaxed))
+            })?;
+            let _ = write!(out, "scenario=hold ms={ms} bad_words={bad} victim_pids={pid}");
+        }
         Scenario::Recursive {
             corrupt_depth,
             max_depth,
@@ -393,6 +426,7 @@ fn run(scenario: Scenario, out: &mut impl Write) -> Result<(), c_int> {
 }
 
 static RECURSE_ARGS: [AtomicU32; 2] = [AtomicU32::new(0), AtomicU32::new(0)];
+static HOLD_MS: AtomicU32 = AtomicU32::new(0);
 
 // ------------------------------------------------------------------ procfs
 
@@ -433,7 +467,10 @@ extern "C" fn ksw_test_rs_run(cmd: *const u8, len: usize) -> isize {
     let scenario = match parse(text) {
         Ok(s) => s,
         Err(e) => {
-            pr_err!("unknown scenario {:?}: try direct, canary, silent [N], clean [N], recursive D [MAX], bench B C\n", text.trim());
+            pr_err!(
+                "unknown scenario {:?}: try direct, canary, silent [N [MS]], clean [N [MS]], recursive D [MAX], hold MS, bench B C\n",
+                text.trim()
+            );
             return e as isize;
         }
     };

@@ -8,6 +8,7 @@
  */
 #include <linux/compiler.h>
 #include <linux/completion.h>
+#include <linux/delay.h>
 #include <linux/jiffies.h>
 #include <linux/slab.h>
 
@@ -75,7 +76,7 @@ static noinline void ksw_test_victim_wait(struct ksw_test_round *r,
 {
 	r->victim_slot = slot;
 	complete(&r->victim_ready);
-	wait_for_completion_timeout(&r->writer_done, msecs_to_jiffies(5000));
+	wait_for_completion_timeout(&r->writer_done, msecs_to_jiffies(15000));
 }
 
 /*
@@ -173,6 +174,17 @@ noinline int ksw_test_recurse(u32 depth, u32 max_depth, u32 corrupt_depth)
 	if (depth < max_depth)
 		bad = ksw_test_recurse(depth + 1, max_depth, corrupt_depth);
 	return bad + ksw_test_count_bad(buf, 0x3000 + depth);
+}
+
+/* Stays in its watched frame for @ms: for unload/reconfigure/hotplug tests. */
+noinline int ksw_test_hold_victim(u32 ms)
+{
+	unsigned long buf[KSW_TEST_BUF_WORDS];
+
+	ksw_test_fill(buf, 0x4000);
+	ksw_test_mark(&buf[KSW_TEST_WATCH_WORD]);
+	msleep(ms);
+	return ksw_test_count_bad(buf, 0x4000);
 }
 
 /* For `make bench`: a small function with the same probe point. */

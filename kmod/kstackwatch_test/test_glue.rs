@@ -29,6 +29,7 @@ extern "C" {
     fn ksw_test_canary_victim() -> c_int;
     fn ksw_test_recurse(depth: u32, max_depth: u32, corrupt_depth: u32) -> c_int;
     fn ksw_test_bench_victim(seed: u64) -> u64;
+    fn ksw_test_hold_victim(ms: u32) -> c_int;
 
     fn ksw_test_thread_start(
         f: extern "C" fn(*mut c_void) -> c_int,
@@ -41,6 +42,9 @@ extern "C" {
     fn ksw_test_glue_init() -> c_int;
     fn ksw_test_glue_exit();
     fn ksw_test_now_ns() -> u64;
+    fn ksw_test_sleep_ms(ms: u32);
+    fn ksw_test_move_to_cpu(cpu: u32) -> c_int;
+    fn ksw_test_cpu() -> c_int;
     fn ksw_test_online_cpus() -> u32;
 }
 
@@ -113,6 +117,11 @@ pub(crate) fn recurse(max_depth: u32, corrupt_depth: u32) -> i32 {
     unsafe { ksw_test_recurse(0, max_depth, corrupt_depth) }
 }
 
+pub(crate) fn hold_victim(ms: u32) -> i32 {
+    // SAFETY: runs a self-contained C function (it sleeps).
+    unsafe { ksw_test_hold_victim(ms) }
+}
+
 pub(crate) fn bench_victim(seed: u64) -> u64 {
     // SAFETY: as above.
     unsafe { ksw_test_bench_victim(seed) }
@@ -163,6 +172,23 @@ pub(crate) fn exit() {
 pub(crate) fn now_ns() -> u64 {
     // SAFETY: NMI-safe clock read.
     unsafe { ksw_test_now_ns() }
+}
+
+pub(crate) fn sleep_ms(ms: u32) {
+    // SAFETY: process context (a kernel thread).
+    unsafe { ksw_test_sleep_ms(ms) }
+}
+
+/// Moves the calling thread to `cpu`; returns the CPU it now runs on.
+pub(crate) fn move_to_cpu(cpu: u32) -> Result<u32, i32> {
+    // SAFETY: changes the affinity of `current` only.
+    let ret = unsafe { ksw_test_move_to_cpu(cpu) };
+    u32::try_from(ret).map_err(|_| ret)
+}
+
+pub(crate) fn cpu() -> u32 {
+    // SAFETY: reads the current CPU id.
+    unsafe { ksw_test_cpu() as u32 }
 }
 
 pub(crate) fn online_cpus() -> u32 {

@@ -173,12 +173,13 @@ pub struct Spec {
 }
 
 impl Spec {
-    /// The spec's own cap on concurrent watches, given the slots there are.
-    pub fn watch_cap(&self, hw_slots: u8) -> u8 {
+    /// The spec's own cap on concurrent watches: `max_watch`, or no cap
+    /// beyond the hardware slots when it is 0.
+    pub fn watch_cap(&self) -> u8 {
         if self.max_watch == 0 {
-            hw_slots
+            u8::MAX
         } else {
-            self.max_watch.min(hw_slots)
+            self.max_watch
         }
     }
 }
@@ -652,9 +653,8 @@ mod tests {
     }
 
     #[test]
-    fn max_watch_is_capped_by_slots() {
-        assert_eq!(one("fn=f").watch_cap(4), 4);
-        assert_eq!(one("fn=f mw=2").watch_cap(4), 2);
-        assert_eq!(one("fn=f mw=4").watch_cap(3), 3);
+    fn max_watch_zero_means_only_the_slots_limit() {
+        assert_eq!(one("fn=f").watch_cap(), u8::MAX);
+        assert_eq!(one("fn=f mw=2").watch_cap(), 2);
     }
 }

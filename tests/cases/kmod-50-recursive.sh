@@ -1,0 +1,35 @@
+# The depth filter: with recursion 0..6 and a write at depth 3, dp=3 arms
+# only depth 3 and catches the write; dp=2 arms only depth 2 and sees none.
+if [ "${1:-}" != guest ]; then
+	. tests/lib/common.sh
+	exec "$VM" --module "$KSW_KO" --module "$KSW_TEST_KO" -- bash "$0" guest
+fi
+. tests/lib/guest.sh
+base=$(watch_local ksw_test_recurse)
+
+trace_start
+ksw_config "$base dp=3"
+out=$(scenario "recursive 3 6")
+ev=$(events)
+expect "$(count ' ksw_arm: ' "$ev")" 1 "dp=3: armed frames"
+expect "$(field "$(grep ' ksw_arm: ' <<<"$ev")" depth)" 3 "dp=3: armed depth"
+expect "$(count ' ksw_hit: ' "$ev")" 1 "dp=3: the write at depth 3 is caught"
+expect "$(field "$(grep ' ksw_hit: ' <<<"$ev")" new)" 0xdeec "dp=3: value written at depth 3"
+other=$(counter other_depth)
+[ "$other" -ge 6 ] || fail "probe hits at other depths: $other"
+ok "other depths counted ($other), not armed"
+
+trace_start
+ksw_config "$base dp=2"
+scenario "recursive 3 6" >/dev/null
+ev=$(events)
+expect "$(count ' ksw_arm: ' "$ev")" 1 "dp=2: armed frames"
+expect "$(field "$(grep ' ksw_arm: ' <<<"$ev")" depth)" 2 "dp=2: armed depth"
+expect "$(count ' ksw_hit: ' "$ev")" 0 "dp=2: no write into depth 2"
+expect "$(field "$(grep ' ksw_disarm: ' <<<"$ev")" corrupted)" 0 "dp=2: clean verdict"
+
+trace_start
+ksw_config "$base dp=9"
+scenario "recursive 3 6" >/dev/null
+expect "$(count ' ksw_arm: ' "$(events)")" 0 "dp=9 beyond the recursion: nothing armed"
+expect "$(counter arms)" "$(counter disarms)" "arms == disarms"
