@@ -717,7 +717,7 @@ impl PerfFile {
     }
 
     /// The kallsyms copy of the tracing data as a symbol table (empty when
-    /// perf wrote none, as perf ≥ 5.x does).
+    /// perf wrote none, as perf 6.1 does).
     pub fn kallsyms(&self) -> Kallsyms {
         self.tracing_data()
             .map(TracingData::kallsyms)

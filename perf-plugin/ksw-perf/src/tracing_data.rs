@@ -21,7 +21,7 @@
 //!     char[] system, NUL-terminated
 //!     u32 count; count × { u64 size, bytes }    (events/<system>/*/format)
 //! }
-//! u32 size, bytes                               (/proc/kallsyms; perf ≥ 5.x writes 0)
+//! u32 size, bytes                               (/proc/kallsyms; perf 6.1 writes size 0)
 //! u32 size, bytes                               (printk_formats)
 //! u64 size, bytes                               (saved_cmdlines; version ≥ 0.6 only)
 //! ```
@@ -65,7 +65,9 @@ pub struct TracingData {
     pub ftrace_formats: Vec<String>,
     /// The recorded events' formats, with their systems.
     pub events: Vec<EventFormat>,
-    /// The kallsyms copy (empty: perf ≥ 5.x no longer stores one).
+    /// The kallsyms copy: empty from perf 6.1, which does not use it either
+    /// (`perf script` prints `%pS` fields as addresses); files written with
+    /// [`build`] may carry one for this crate's reader.
     pub kallsyms: String,
     /// `printk_formats` (address : "format" lines).
     pub printk_formats: String,

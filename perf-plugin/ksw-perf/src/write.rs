@@ -14,19 +14,23 @@
 //!
 //! Features written: `TRACING_DATA` (when given), `HOSTNAME`, `OSRELEASE`,
 //! `VERSION`, `ARCH`, `NRCPUS`, `CMDLINE`, `EVENT_DESC`, `CLOCKID` and
-//! `CLOCK_DATA` (when given). Perf 6.1 needs `TRACING_DATA` to name and
-//! decode tracepoint events at all, and `CLOCK_DATA` for `perf script
-//! --tod` (wall-clock times) on files recorded with `use_clockid`.
+//! `CLOCK_DATA` (when given). Perf 6.1 refuses tracepoint events without
+//! their format in `TRACING_DATA` ("incompatible file format", checked by
+//! [`Writer::create`]), reads the `CLOCKID` feature as the clock's
+//! resolution (not its id), and needs `CLOCK_DATA` for `perf script -F
+//! tod` (wall-clock times); it ignores the kallsyms copy in the tracing
+//! data, so `%pS` fields stay hex addresses in `perf script`.
 
 use std::collections::HashMap;
 use std::io::{self, Seek, SeekFrom, Write};
 
 use crate::abi::{
-    attr_flag, feature, misc, record_type, sample_type, ATTR_SIZE_VER7, FILE_HEADER_SIZE,
-    PERF_MAGIC,
+    attr_flag, event_type, feature, misc, record_type, sample_type, ATTR_SIZE_VER7,
+    FILE_HEADER_SIZE, PERF_MAGIC,
 };
 use crate::attr::PerfEventAttr;
 use crate::read::{ClockData, Comm, Mmap, Sample, SampleId};
+use crate::tracing_data::TracingData;
 
 /// One event of the file.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -103,13 +107,35 @@ pub struct Writer<W: Write + Seek> {
 }
 
 /// Check what perf checks when it opens a file (`evlist__valid_sample_type`,
-/// `evlist__valid_sample_id_all`, `perf_attr_check`).
-fn check_events(events: &[EventSpec]) -> io::Result<()> {
+/// `evlist__valid_sample_id_all`, `perf_attr_check`,
+/// `evlist__prepare_tracepoint_events`): perf 6.1 refuses a file whose
+/// tracepoint events have no format in the tracing data ("incompatible
+/// file format").
+fn check_events(events: &[EventSpec], tracing_data: &[u8]) -> io::Result<()> {
     let Some(first) = events.first() else {
         return Err(bad("a perf.data file needs at least one event"));
     };
+    let td = if tracing_data.is_empty() {
+        None
+    } else {
+        Some(
+            TracingData::parse(tracing_data, 0)
+                .map_err(|e| bad(format!("tracing data does not parse: {e}")))?,
+        )
+    };
     for e in events {
         let a = &e.attr;
+        if a.type_ == event_type::TRACEPOINT
+            && td
+                .as_ref()
+                .and_then(|td| td.event_by_id(a.config))
+                .is_none()
+        {
+            return Err(bad(format!(
+                "{}: no format for tracepoint id {} in the tracing data (perf would refuse the file)",
+                e.name, a.config
+            )));
+        }
         if a.flags & attr_flag::RESERVED != 0 {
             return Err(bad(format!("{}: reserved attr flag bits set", e.name)));
         }
@@ -159,7 +185,8 @@ fn put_padded_str(p: &mut Vec<u8>, s: &str) {
     p.resize(p.len().next_multiple_of(8), 0);
 }
 
-/// Append a `sample_id` trailer for `attr` (nothing without `sample_id_all`).
+/// Append a `sample_id` trailer for `attr` (nothing without
+/// `sample_id_all`); absent fields are written as 0.
 pub fn encode_sample_id(attr: &PerfEventAttr, sid: &SampleId, out: &mut Vec<u8>) {
     if !attr.sample_id_all() {
         return;
@@ -269,7 +296,7 @@ impl<W: Write + Seek> Writer<W> {
     /// header, the ids and the attributes. `out` should be empty and at
     /// position 0.
     pub fn create(mut out: W, config: WriterConfig) -> io::Result<Writer<W>> {
-        check_events(&config.events)?;
+        check_events(&config.events, &config.tracing_data)?;
         out.seek(SeekFrom::Start(0))?;
         out.write_all(&[0u8; FILE_HEADER_SIZE as usize])?;
         let mut pos = FILE_HEADER_SIZE;
@@ -524,5 +551,128 @@ impl<W: Write + Seek> Writer<W> {
         self.out.seek(SeekFrom::Start(at))?;
         self.out.flush()?;
         Ok(self.out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::read::{PerfFile, Record};
+    use crate::tracing_data::{build_from_formats, EventFormatText};
+    use std::io::Cursor;
+
+    const FMT: &str = "name: e\nID: 5\nformat:\n\tfield:unsigned short common_type;\toffset:0;\tsize:2;\tsigned:0;\n\tfield:u8 x;\toffset:2;\tsize:1;\tsigned:0;\n\nprint fmt: \"x=%u\", REC->x\n";
+
+    fn config() -> WriterConfig {
+        WriterConfig {
+            events: vec![EventSpec {
+                attr: PerfEventAttr::tracepoint(5, false),
+                name: "s:e".into(),
+                ids: vec![9],
+            }],
+            tracing_data: build_from_formats(
+                "",
+                "",
+                &[EventFormatText {
+                    system: "s".into(),
+                    text: FMT.into(),
+                }],
+                None,
+            ),
+            ..WriterConfig::default()
+        }
+    }
+
+    fn sample() -> Sample<'static> {
+        Sample {
+            id: Some(9),
+            pid: Some(3),
+            tid: Some(4),
+            time: Some(77),
+            cpu: Some(1),
+            raw: &[5, 0, 42, 0, 0],
+            ..Sample::default()
+        }
+    }
+
+    #[test]
+    fn raw_is_padded_like_the_kernel() {
+        let attr = PerfEventAttr::tracepoint(5, false);
+        let r = encode_sample(&attr, &sample()).unwrap();
+        assert_eq!(r.len() % 8, 0);
+        // id, tid, time, cpu: 32 bytes after the header, then the raw size.
+        assert_eq!(u32::from_le_bytes(r[40..44].try_into().unwrap()), 12);
+        assert_eq!(&r[44..49], &[5, 0, 42, 0, 0]);
+        assert_eq!(u16::from_le_bytes([r[6], r[7]]) as usize, r.len());
+    }
+
+    #[test]
+    fn strings_pad_to_64() {
+        let mut b = Vec::new();
+        put_string(&mut b, "abc");
+        assert_eq!(b.len(), 68);
+        assert_eq!(u32::from_le_bytes(b[..4].try_into().unwrap()), 64);
+        let mut b = Vec::new();
+        put_string(&mut b, &"x".repeat(64));
+        assert_eq!(u32::from_le_bytes(b[..4].try_into().unwrap()), 128);
+    }
+
+    #[test]
+    fn unfinished_file_is_readable() {
+        let mut out = Cursor::new(Vec::new());
+        let mut w = Writer::create(&mut out, config()).unwrap();
+        w.write_sample(&sample()).unwrap();
+        assert_eq!(w.data_size(), 56);
+        drop(w);
+        let f = PerfFile::from_bytes(out.into_inner()).unwrap();
+        assert!(f.tracing_data().is_none());
+        let s: Vec<_> = f.samples().map(Result::unwrap).collect();
+        assert_eq!(s.len(), 1);
+        assert_eq!(
+            (s[0].pid, s[0].time, s[0].cpu),
+            (Some(3), Some(77), Some(1))
+        );
+    }
+
+    #[test]
+    fn finished_file_round_trips() {
+        let mut out = Cursor::new(Vec::new());
+        let mut w = Writer::create(&mut out, config()).unwrap();
+        w.write_sample(&sample()).unwrap();
+        w.write_finished_round().unwrap();
+        w.finish().unwrap();
+        let f = PerfFile::from_bytes(out.into_inner()).unwrap();
+        let recs: Vec<_> = f.records().map(Result::unwrap).collect();
+        assert_eq!(recs.len(), 2);
+        let Record::Sample(s) = &recs[0] else {
+            panic!("{recs:?}")
+        };
+        assert_eq!(s.u64("x").unwrap(), 42);
+        assert_eq!(s.event_name().as_deref(), Some("s:e"));
+        assert_eq!(recs[1], Record::FinishedRound);
+        assert_eq!(
+            f.features().version,
+            Some(format!("ksw {}", env!("CARGO_PKG_VERSION")))
+        );
+        assert!(f.features().clock_data.is_none());
+        assert!(!f.has_feature(feature::CLOCKID));
+    }
+
+    #[test]
+    fn tracepoints_need_their_format() {
+        let mut c = config();
+        c.events[0].attr.config = 6;
+        let e = Writer::create(Cursor::new(Vec::new()), c).unwrap_err();
+        assert!(
+            e.to_string().contains("no format for tracepoint id 6"),
+            "{e}"
+        );
+        let mut c = config();
+        c.tracing_data.clear();
+        assert!(Writer::create(Cursor::new(Vec::new()), c).is_err());
+        let mut c = config();
+        c.tracing_data.truncate(20);
+        let e = Writer::create(Cursor::new(Vec::new()), c).unwrap_err();
+        assert!(e.to_string().contains("does not parse"), "{e}");
     }
 }

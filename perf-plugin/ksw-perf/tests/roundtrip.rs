@@ -545,6 +545,13 @@ fn fresh_recording_from_ring_buffer_records() {
 
 #[test]
 fn writer_refuses_what_perf_refuses() {
+    let texts: Vec<EventFormatText> = (1..=2)
+        .map(|id| EventFormatText {
+            system: "s".into(),
+            text: format!("name: e{id}\nID: {id}\nformat:\n\tfield:unsigned short common_type;\toffset:0;\tsize:2;\tsigned:0;\n\nprint fmt: \"\"\n"),
+        })
+        .collect();
+    let blob = build_from_formats("", "", &texts, None);
     let tp = |id, st| EventSpec {
         attr: PerfEventAttr {
             sample_type: st,
@@ -558,6 +565,7 @@ fn writer_refuses_what_perf_refuses() {
             Cursor::new(Vec::new()),
             WriterConfig {
                 events,
+                tracing_data: blob.clone(),
                 ..WriterConfig::default()
             },
         )
