@@ -1,13 +1,13 @@
 // SPDX-License-Identifier: GPL-2.0
 //! KStackWatch's perf.data and tracefs-format layer.
 //!
-//! * [`format`]: trace-event `format` files and decoding tracepoint
+//! * [`format`](mod@format): trace-event `format` files and decoding tracepoint
 //!   records field by field (integers, `char[N]`, `__data_loc`, `__rel_loc`).
 //! * [`read`]: perf.data files (file mode): header, attributes, feature
 //!   sections, records and samples (`PERF_SAMPLE_RAW` + callchains).
 //! * [`tracing_data`]: the `HEADER_TRACING_DATA` blob (formats, kallsyms,
 //!   printk formats, saved cmdlines), parsed and built.
-//! * [`write`]: a perf.data writer whose files Debian's perf 6.1 reads.
+//! * [`write`](mod@write): a perf.data writer whose files Debian's perf 6.1 reads.
 //! * [`kallsyms`]: `/proc/kallsyms` text as a symbol table.
 //! * [`attr`], [`abi`]: `perf_event_attr` and the ABI numbers.
 //!
