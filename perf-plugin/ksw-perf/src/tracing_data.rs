@@ -309,15 +309,34 @@ fn build_parts(p: &Parts<'_>) -> Vec<u8> {
 }
 
 fn read_optional(path: &Path) -> io::Result<Vec<u8>> {
-    match std::fs::read(path) {
+    match read_named(path) {
         Ok(b) => Ok(b),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
         Err(e) => Err(e),
     }
 }
 
+/// Reads a tracefs file with large reads: `header_page` and `header_event`
+/// answer only a read at offset 0 (a second, continuing read returns EOF),
+/// so `std::fs::read`'s small first read would truncate them.
 fn read_named(path: &Path) -> io::Result<Vec<u8>> {
-    std::fs::read(path).map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))
+    use std::io::Read;
+    let named = |e: io::Error| io::Error::new(e.kind(), format!("{}: {e}", path.display()));
+    let mut file = std::fs::File::open(path).map_err(named)?;
+    let mut buf = vec![0u8; 1 << 16];
+    let mut len = 0;
+    loop {
+        let n = file.read(&mut buf[len..]).map_err(named)?;
+        if n == 0 {
+            break;
+        }
+        len += n;
+        if len == buf.len() {
+            buf.resize(buf.len() * 2, 0);
+        }
+    }
+    buf.truncate(len);
+    Ok(buf)
 }
 
 /// Build the blob from a mounted tracefs (`/sys/kernel/tracing`), as
