@@ -1,17 +1,22 @@
-# KStackWatch: see README.md. Everything runs from a fresh Debian 12 clone.
+# KStackWatch: see README.md. Everything runs from a fresh Debian 12 clone:
+# `make demo` shows the tool catching a silent stack corruption, `make check`
+# runs every test.
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
 VM := tests/vm
+KSW_MODULES := --module kmod/kstackwatch/kstackwatch.ko --module kmod/kstackwatch_test/kstackwatch_test.ko
 
-.PHONY: help deps kernel kbuild-dir modules tools host-test vm-test check demo clean
+.PHONY: help deps kernel kbuild-dir modules tools host-test fuzz vm-test check demo bench clean
 
 help:
-	@echo "make deps       install toolchains (apt, bindgen, virtme-ng); idempotent"
-	@echo "make kernel     build or reuse the Rust-enabled 6.12 bench kernel"
-	@echo "make modules    build kstackwatch, kstackwatch_test and bench modules"
-	@echo "make kbuild-dir print the kernel build dir (make -C <dir> M=... for other modules)"
-	@echo "make check      every test: host cargo tests + the VM suite"
+	@echo "make deps        install toolchains (apt, bindgen, cargo-fuzz, virtme-ng); idempotent"
+	@echo "make kernel      build or reuse the Rust-enabled 6.12 bench kernel (KSW_KERNEL_VARIANT=base|debug|kasan)"
+	@echo "make modules     build kstackwatch, kstackwatch_test and the bench self-test modules"
+	@echo "make tools       build ksw, ksw-report and the perf/trace-cmd plugin (release)"
+	@echo "make kbuild-dir  print the kernel build dir (make -C <dir> M=... for other modules)"
+	@echo "make demo        boot the VM, catch the silent cross-thread corruption, print ksw report"
+	@echo "make check       every test: host cargo tests, a short fuzz run, the VM suite"
 
 deps:
 	@$(VM)/deps
@@ -25,7 +30,10 @@ kbuild-dir:
 modules: kernel
 	@$(VM)/build-modules
 
-host-test:
+tools:
+	cargo build --release -p ksw -p ksw-tep-plugin
+
+host-test: deps
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
 	cargo test --workspace
@@ -34,10 +42,16 @@ host-test:
 	/usr/bin/rustc --edition 2021 --test kmod/core/src/lib.rs -o target/rustc-1.85/ksw-core-tests
 	target/rustc-1.85/ksw-core-tests -q
 
-vm-test: modules
+fuzz: deps
+	tests/fuzz-smoke
+
+vm-test: modules tools
 	tests/run-vm-tests
 
-check: deps host-test vm-test
+check: host-test fuzz vm-test
+
+demo: modules tools
+	$(VM)/run $(KSW_MODULES) -- bash trace-scripts/demo-silent.sh
 
 clean:
 	cargo clean

@@ -13,7 +13,7 @@ out=$(scenario canary)
 ev=$(events)
 arm=$(grep ' ksw_arm: ' <<<"$ev")
 expect "$(count ' ksw_arm: ' "$ev")" 1 "arm events"
-c=$(tests/lib/probe-point --canary "$TEST_KO" ksw_test_canary_victim)
+c=$(trace-scripts/ksw-probe-point --canary "$TEST_KO" ksw_test_canary_victim)
 expect "$(field "$c" canary_base)" rsp "canary addressed from rsp"
 expect "$(printf '0x%x' $(( $(field "$arm" addr) - $(field "$arm" sp) )))" "$(field "$c" canary_disp)" "canary slot matches objdump"
 canary=$(field "$arm" value)

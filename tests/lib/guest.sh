@@ -28,12 +28,12 @@ ksw_config() {
 # The config line for FUNC from its built object: "fn=F fo=0x.. so=0x.. wl=8".
 watch_local() {
 	local p
-	p=$(tests/lib/probe-point "$TEST_KO" "$1") || fail "probe-point $1"
+	p=$(trace-scripts/ksw-probe-point "$TEST_KO" "$1") || fail "probe-point $1"
 	echo "fn=$1 fo=$(sed -E 's/.*func_offset=([^ ]+).*/\1/' <<<"$p") so=$(sed -E 's/.*sp_offset=([^ ]+).*/\1/' <<<"$p") wl=8"
 }
 watch_canary() {
 	local p
-	p=$(tests/lib/probe-point "$TEST_KO" "$1") || fail "probe-point $1"
+	p=$(trace-scripts/ksw-probe-point "$TEST_KO" "$1") || fail "probe-point $1"
 	echo "fn=$1 fo=$(sed -E 's/.*func_offset=([^ ]+).*/\1/' <<<"$p") ac=1"
 }
 scenario() {

@@ -194,7 +194,7 @@ pub fn build(
             let chain = symbols::victim_chain(&a.ctx.callchain, a.probe_ip);
             VictimOut {
                 id: a.id,
-                function: symbols.function(a.probe_ip).map(str::to_string),
+                function: symbols.function(a.probe_ip),
                 probe: symbols.describe(a.probe_ip),
                 depth: a.depth,
                 task: Task {

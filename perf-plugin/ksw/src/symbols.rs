@@ -84,27 +84,25 @@ impl Symbols {
         Ok(Symbols::none())
     }
 
-    /// `name+0xoff [module]`, or the address in hex.
+    /// `name+0xoff [module]`, or the address in hex. Rust symbols (kernel
+    /// Rust uses v0 mangling) are shown demangled.
     pub fn describe(&self, addr: u64) -> String {
         match self.table.resolve(addr) {
-            Some(r) => r.to_string(),
+            Some(r) => format_symbol(r.name, r.offset, r.module),
             None => format!("{addr:#x}"),
         }
     }
 
     /// The function an address is in, without offset.
-    pub fn function(&self, addr: u64) -> Option<&str> {
-        self.table.resolve(addr).map(|r| r.name)
+    pub fn function(&self, addr: u64) -> Option<String> {
+        self.table.resolve(addr).map(|r| demangle(r.name))
     }
 
     /// For a return address in a call chain: the call is the instruction
     /// before it, which matters when the call ends a function.
     pub fn describe_return(&self, addr: u64) -> String {
         match self.table.resolve(addr.saturating_sub(1)) {
-            Some(r) => {
-                let module = r.module.map(|m| format!(" [{m}]")).unwrap_or_default();
-                format!("{}+{:#x}{module}", r.name, r.offset + 1)
-            }
+            Some(r) => format_symbol(r.name, r.offset + 1, r.module),
             None => format!("{addr:#x}"),
         }
     }
@@ -112,6 +110,20 @@ impl Symbols {
     pub fn is_empty(&self) -> bool {
         self.table.is_empty()
     }
+}
+
+/// `ksw_test_main::writer_thread` for `_RNvCs..._13ksw_test_main13writer_thread`;
+/// C names unchanged.
+pub fn demangle(name: &str) -> String {
+    match rustc_demangle::try_demangle(name) {
+        Ok(d) => format!("{d:#}"),
+        Err(_) => name.to_string(),
+    }
+}
+
+fn format_symbol(name: &str, offset: u64, module: Option<&str>) -> String {
+    let module = module.map(|m| format!(" [{m}]")).unwrap_or_default();
+    format!("{}+{offset:#x}{module}", demangle(name))
 }
 
 fn running_release() -> Option<String> {
@@ -159,7 +171,10 @@ ffffffff81001680 T rewind_stack_and_make_dead\n";
             s.describe(0xffffffffa0019223),
             "ksw_test_corrupt+0x3 [kstackwatch_test]"
         );
-        assert_eq!(s.function(0xffffffffa0019223), Some("ksw_test_corrupt"));
+        assert_eq!(
+            s.function(0xffffffffa0019223).as_deref(),
+            Some("ksw_test_corrupt")
+        );
         assert_eq!(s.describe(0xffffffff81001671), "ret_from_fork_asm+0x11");
         assert_eq!(s.describe(0x1234), "0x1234");
         // A return address at the very start of the next symbol belongs to
@@ -167,6 +182,18 @@ ffffffff81001680 T rewind_stack_and_make_dead\n";
         assert_eq!(
             s.describe_return(0xffffffffa0019230),
             "ksw_test_corrupt+0x10 [kstackwatch_test]"
+        );
+    }
+
+    #[test]
+    fn rust_symbols_are_demangled() {
+        let s = Symbols::from_text(
+            "ffffffffa0019500 t _RNvCs8CN0OWU7N66_13ksw_test_main13writer_thread\t[kstackwatch_test]\n",
+            Source::None,
+        );
+        assert_eq!(
+            s.describe(0xffffffffa00195b4),
+            "ksw_test_main::writer_thread+0xb4 [kstackwatch_test]"
         );
     }
 
