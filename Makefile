@@ -17,6 +17,7 @@ help:
 	@echo "make kbuild-dir  print the kernel build dir (make -C <dir> M=... for other modules)"
 	@echo "make demo        boot the VM, catch the silent cross-thread corruption, print ksw report"
 	@echo "make check       every test: host cargo tests, a short fuzz run, the VM suite"
+	@echo "make bench       the cost of watching, side by side (VM + host); builds a KASAN kernel too"
 
 deps:
 	@$(VM)/deps
@@ -52,6 +53,9 @@ check: host-test fuzz vm-test
 
 demo: modules tools
 	$(VM)/run $(KSW_MODULES) -- bash trace-scripts/demo-silent.sh
+
+bench: modules
+	tests/bench/run
 
 clean:
 	cargo clean

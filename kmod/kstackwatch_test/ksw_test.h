@@ -46,6 +46,8 @@ int ksw_test_glue_init(void);
 void ksw_test_glue_exit(void);
 u64 ksw_test_now_ns(void);
 void ksw_test_sleep_ms(unsigned int ms);
+u64 ksw_test_ipi_roundtrip_ns(void);
+void ksw_test_spin_ns(unsigned int ns);
 int ksw_test_move_to_cpu(unsigned int cpu);
 int ksw_test_cpu(void);
 unsigned int ksw_test_online_cpus(void);

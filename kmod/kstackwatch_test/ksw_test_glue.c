@@ -14,6 +14,7 @@
 #include <linux/proc_fs.h>
 #include <linux/sched.h>
 #include <linux/sched/task.h>
+#include <linux/smp.h>
 #include <linux/slab.h>
 #include <linux/timekeeping.h>
 #include <linux/uaccess.h>
@@ -89,6 +90,28 @@ int ksw_test_pid(void)
 u64 ksw_test_now_ns(void)
 {
 	return ktime_get_mono_fast_ns();
+}
+
+static void ksw_test_noop(void *info)
+{
+}
+
+/* One broadcast IPI round trip: every other online CPU runs a no-op. */
+u64 ksw_test_ipi_roundtrip_ns(void)
+{
+	u64 t0;
+
+	preempt_disable();
+	t0 = ktime_get_mono_fast_ns();
+	smp_call_function(ksw_test_noop, NULL, 1);
+	t0 = ktime_get_mono_fast_ns() - t0;
+	preempt_enable();
+	return t0;
+}
+
+void ksw_test_spin_ns(unsigned int ns)
+{
+	ndelay(ns);
 }
 
 void ksw_test_sleep_ms(unsigned int ms)

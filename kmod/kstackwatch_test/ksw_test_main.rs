@@ -14,6 +14,9 @@
 //!   its buffer changed ("unhappy"), with no call chain to the writer.
 //! - `clean [N]`: the same choreography, but the writer writes nothing.
 //! - `hold MS`: a watched frame that stays alive for MS milliseconds.
+//! - `storm WRITES [GAP_NS]`: one victim; the writer writes its slot WRITES
+//!   times, GAP_NS apart (a stream of hits for recorder benchmarks).
+//! - `ipi N`: time N broadcast IPI round trips (the floor for arming).
 //! - `recursive D [MAX]`: recursion to depth MAX (default 6); the writer
 //!   strikes the buffer of depth D only.
 //! - `bench BATCHES CALLS`: time calls of `ksw_test_bench_victim`.
@@ -102,7 +105,14 @@ pub extern "C" fn ksw_test_overflow(buf: *mut u64, words: usize, past_end: usize
 enum Scenario {
     Direct,
     Canary,
-    Silent { victims: u32, corrupt: bool, delay_ms: u32 },
+    Silent {
+        victims: u32,
+        corrupt: bool,
+        delay_ms: u32,
+        writes: u32,
+        gap_ns: u32,
+    },
+    Ipi { rounds: u32 },
     Hold { ms: u32 },
     Recursive { corrupt_depth: u32, max_depth: u32 },
     Bench { batches: u32, calls: u32 },
@@ -134,11 +144,25 @@ fn parse(cmd: &str) -> Result<Scenario, c_int> {
             victims: parse_u32(first, 1, MAX_VICTIMS)?.max(1),
             corrupt: true,
             delay_ms: parse_u32(second, 0, MAX_DELAY_MS)?,
+            writes: 1,
+            gap_ns: 0,
         },
         "clean" => Scenario::Silent {
             victims: parse_u32(first, 1, MAX_VICTIMS)?.max(1),
             corrupt: false,
             delay_ms: parse_u32(second, 0, MAX_DELAY_MS)?,
+            writes: 0,
+            gap_ns: 0,
+        },
+        "storm" => Scenario::Silent {
+            victims: 1,
+            corrupt: true,
+            delay_ms: 0,
+            writes: parse_u32(first, 1000, 10_000_000)?.max(1),
+            gap_ns: parse_u32(second, 0, 1_000_000)?,
+        },
+        "ipi" => Scenario::Ipi {
+            rounds: parse_u32(first, 1000, 1_000_000)?.max(1),
         },
         "hold" => Scenario::Hold {
             ms: parse_u32(first, 1000, MAX_DELAY_MS)?,
@@ -198,6 +222,9 @@ struct Writer<'a> {
     victims: &'a [Victim],
     corrupt: bool,
     delay_ms: u32,
+    /// Writes per victim slot, `gap_ns` apart.
+    writes: u32,
+    gap_ns: u32,
     cpu: u32,
     pid: AtomicI32,
     ran_on: AtomicI32,
@@ -233,10 +260,16 @@ extern "C" fn writer_thread(arg: *mut c_void) -> c_int {
     if writer.corrupt {
         for v in writer.victims {
             let slot = v.round.published();
-            if !slot.is_null() {
-                ksw_test_corrupt(slot, WRITER_PATTERN);
-                writer.written.fetch_add(1, Ordering::Relaxed);
+            if slot.is_null() {
+                continue;
             }
+            for k in 0..writer.writes {
+                ksw_test_corrupt(slot, WRITER_PATTERN + u64::from(k));
+                if writer.gap_ns > 0 {
+                    test_glue::spin_ns(writer.gap_ns);
+                }
+            }
+            writer.written.fetch_add(writer.writes, Ordering::Relaxed);
         }
     }
     for v in writer.victims {
@@ -245,7 +278,7 @@ extern "C" fn writer_thread(arg: *mut c_void) -> c_int {
     0
 }
 
-fn silent(victims: u32, corrupt: bool, delay_ms: u32, out: &mut impl Write) -> Result<(), c_int> {
+fn silent(victims: u32, corrupt: bool, delay_ms: u32, writes: (u32, u32), out: &mut impl Write) -> Result<(), c_int> {
     let mut list = KVec::with_capacity(victims as usize, GFP_KERNEL).map_err(|_| -ENOMEM_NR)?;
     for n in 0..victims {
         let round = Round::new(0xdead_beef + u64::from(n) * 0x100).ok_or(-ENOMEM_NR)?;
@@ -265,6 +298,8 @@ fn silent(victims: u32, corrupt: bool, delay_ms: u32, out: &mut impl Write) -> R
         victims: &list,
         corrupt,
         delay_ms,
+        writes: writes.0,
+        gap_ns: writes.1,
         cpu: writer_cpu,
         pid: AtomicI32::new(0),
         ran_on: AtomicI32::new(-1),
@@ -378,6 +413,27 @@ fn bench(batches: u32, calls: u32, out: &mut impl Write) -> Result<(), c_int> {
     Ok(())
 }
 
+fn ipi(rounds: u32, out: &mut impl Write) -> Result<(), c_int> {
+    let mut ns = KVec::with_capacity(rounds as usize, GFP_KERNEL).map_err(|_| -ENOMEM_NR)?;
+    for _ in 0..rounds {
+        // Capacity reserved above.
+        let _ = ns.push(test_glue::ipi_roundtrip_ns(), GFP_KERNEL);
+    }
+    sort(&mut ns);
+    let mean = ns.iter().sum::<u64>() / u64::from(rounds);
+    let _ = write!(
+        out,
+        "scenario=ipi rounds={} cpus={} roundtrip_ns_p50={} roundtrip_ns_p99={} roundtrip_ns_mean={} roundtrip_ns_min={}",
+        rounds,
+        test_glue::online_cpus(),
+        percentile(&ns, 500),
+        percentile(&ns, 990),
+        mean,
+        ns.first().copied().unwrap_or(0)
+    );
+    Ok(())
+}
+
 fn run(scenario: Scenario, out: &mut impl Write) -> Result<(), c_int> {
     let last_cpu = Some(test_glue::online_cpus().saturating_sub(1));
     match scenario {
@@ -395,7 +451,10 @@ fn run(scenario: Scenario, out: &mut impl Write) -> Result<(), c_int> {
             victims,
             corrupt,
             delay_ms,
-        } => silent(victims, corrupt, delay_ms, out)?,
+            writes,
+            gap_ns,
+        } => silent(victims, corrupt, delay_ms, (writes, gap_ns), out)?,
+        Scenario::Ipi { rounds } => ipi(rounds, out)?,
         Scenario::Hold { ms } => {
             HOLD_MS.store(ms, Ordering::Relaxed);
             let (bad, pid) = in_thread(c_str!("ksw-hold"), Some(0), || {
@@ -468,7 +527,7 @@ extern "C" fn ksw_test_rs_run(cmd: *const u8, len: usize) -> isize {
         Ok(s) => s,
         Err(e) => {
             pr_err!(
-                "unknown scenario {:?}: try direct, canary, silent [N [MS]], clean [N [MS]], recursive D [MAX], hold MS, bench B C\n",
+                "unknown scenario {:?}: try direct, canary, silent [N [MS]], clean [N [MS]], recursive D [MAX], hold MS, storm W [GAP_NS], ipi N, bench B C\n",
                 text.trim()
             );
             return e as isize;

@@ -43,6 +43,8 @@ extern "C" {
     fn ksw_test_glue_exit();
     fn ksw_test_now_ns() -> u64;
     fn ksw_test_sleep_ms(ms: u32);
+    fn ksw_test_ipi_roundtrip_ns() -> u64;
+    fn ksw_test_spin_ns(ns: u32);
     fn ksw_test_move_to_cpu(cpu: u32) -> c_int;
     fn ksw_test_cpu() -> c_int;
     fn ksw_test_online_cpus() -> u32;
@@ -177,6 +179,18 @@ pub(crate) fn now_ns() -> u64 {
 pub(crate) fn sleep_ms(ms: u32) {
     // SAFETY: process context (a kernel thread).
     unsafe { ksw_test_sleep_ms(ms) }
+}
+
+/// One broadcast IPI round trip (all other CPUs run a no-op), in ns.
+pub(crate) fn ipi_roundtrip_ns() -> u64 {
+    // SAFETY: process context; C disables preemption around the call.
+    unsafe { ksw_test_ipi_roundtrip_ns() }
+}
+
+/// Busy-waits `ns` nanoseconds.
+pub(crate) fn spin_ns(ns: u32) {
+    // SAFETY: ndelay has no preconditions.
+    unsafe { ksw_test_spin_ns(ns) }
 }
 
 /// Moves the calling thread to `cpu`; returns the CPU it now runs on.

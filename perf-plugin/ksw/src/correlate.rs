@@ -17,6 +17,9 @@ use ksw_core::events::Verdict;
 
 use crate::events::{Arm, Disarm, Event, Hit};
 
+/// How many earlier frames of one address a hit's time match looks at.
+const OVERLAP_LOOKBACK: usize = 16;
+
 /// One watched frame: its arm, its disarm (if recorded) and its hits.
 #[derive(Debug)]
 pub struct Victim<'r> {
@@ -180,15 +183,34 @@ pub fn analyze<'r>(events: &'r [Event], writer_chain: impl Fn(&Hit) -> Vec<u64>)
         }
     }
 
-    // Second, independent pass: time window and address.
+    // Second, independent pass: time window and address. Watched ranges
+    // are at most 8 bytes and aligned to their length, so overlapping
+    // ranges share their 8-byte granule: index frames by granule, in arm
+    // order, and search each hit's granule by time.
+    let mut by_granule: HashMap<u64, Vec<usize>> = HashMap::new();
+    for (i, v) in victims.iter().enumerate() {
+        by_granule.entry(v.arm.addr >> 3).or_default().push(i);
+    }
+    for list in by_granule.values_mut() {
+        list.sort_by_key(|&i| victims[i].arm.ctx.time_ns);
+    }
     for m in &mut hits {
-        let candidates: Vec<usize> = victims
+        let t = m.hit.ctx.time_ns;
+        let Some(list) = by_granule.get(&(m.hit.addr >> 3)) else {
+            continue;
+        };
+        // Frames armed at or before the hit, newest first. One address is
+        // one task's stack slot, so its windows follow each other: looking
+        // at the newest few finds the match and any overlap.
+        let armed_before = list.partition_point(|&i| victims[i].arm.ctx.time_ns <= t);
+        let candidates: Vec<usize> = list[..armed_before]
             .iter()
-            .enumerate()
-            .filter(|(_, v)| {
-                v.window_contains(m.hit.ctx.time_ns) && v.overlaps(m.hit.addr, m.hit.len)
+            .rev()
+            .take(OVERLAP_LOOKBACK)
+            .copied()
+            .filter(|&i| {
+                victims[i].window_contains(t) && victims[i].overlaps(m.hit.addr, m.hit.len)
             })
-            .map(|(i, _)| i)
             .collect();
         m.by_time = match candidates.as_slice() {
             [] => TimeMatch::None,

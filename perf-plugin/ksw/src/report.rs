@@ -79,6 +79,8 @@ pub struct VictimOut {
 pub struct SiteOut {
     pub instruction: String,
     pub count: usize,
+    /// Indices into `hits`.
+    pub hits: Vec<usize>,
     pub cpus: Vec<u32>,
     /// Watch ids of the frames written.
     pub victims: Vec<u64>,
@@ -254,6 +256,7 @@ pub fn build(
                     SiteOut {
                         instruction: symbols.describe(s.writer_ip),
                         count: s.hits.len(),
+                        hits: s.hits.clone(),
                         cpus: s.cpus.iter().copied().collect(),
                         victims: s.victims.iter().map(|&v| watch_id(v)).collect(),
                         call_chain: s
@@ -409,6 +412,9 @@ fn duration(ns: u64) -> String {
     }
 }
 
+/// Hits listed per writer site in text (JSON has them all).
+const HITS_SHOWN: usize = 10;
+
 /// The human-readable report.
 pub fn render_text(r: &Report) -> String {
     let mut o = String::new();
@@ -556,6 +562,13 @@ pub fn render_text(r: &Report) -> String {
                     hit.old_value,
                     hit.new_value,
                     hit.address
+                );
+            }
+            if site.hits.len() > HITS_SHOWN {
+                let _ = writeln!(
+                    o,
+                    "      ... {} more (all in --format json)",
+                    site.hits.len() - HITS_SHOWN
                 );
             }
             if !site.call_chain.is_empty() {

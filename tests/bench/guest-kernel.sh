@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# `make bench`, kernel side, inside the VM on the base kernel (kstackwatch
+# and kstackwatch_test loaded). Writes OUT/kernel.json.
+set -euo pipefail
+OUT=$1
+# func_offset for do_filp_open: after its canary store (from vmlinux, on the host).
+FILP_PROBE=$2
+. tests/lib/guest.sh
+B=${KSW_BENCH_BATCHES:-200}
+C=${KSW_BENCH_CALLS:-200}
+ARM_B=${KSW_BENCH_ARM_BATCHES:-50}
+ARM_C=${KSW_BENCH_ARM_CALLS:-20}
+json() { python3 -c 'import json,sys; print(json.dumps(dict(kv.split("=",1) for kv in sys.argv[1].split()[1:])))' "$1"; }
+probe=$(trace-scripts/ksw-probe-point "$TEST_KO" ksw_test_bench_victim)
+fo=$(field "$probe" func_offset)
+so=$(field "$probe" sp_offset)
+spec="fn=ksw_test_bench_victim fo=$fo so=$so wl=8"
+exec 3>"$OUT/kernel.json"
+echo "{" >&3
+emit() { echo "\"$1\": $2," >&3; echo "[bench] $1: $2" >&2; }
+
+# 1. Per-call cost of the watched function.
+emit call_no_watch "$(json "$(scenario "bench $B $C")")"
+insmod tests/vm/modules/ksw_bare_probes.ko func=ksw_test_bench_victim offset=$fo
+emit call_bare_probe_pair "$(json "$(scenario "bench $B $C")")"
+rmmod ksw_bare_probes
+ksw_config "$spec dp=5"
+emit call_probes_not_arming "$(json "$(scenario "bench $B $C")")"
+expect_match "$(counter other_depth)" '^[1-9]' "non-arming calls counted as other_depth"
+ksw_config ""
+# Fresh module: the latency histograms then hold only this run's arms.
+rmmod kstackwatch && insmod kmod/kstackwatch/kstackwatch.ko
+ksw_config "$spec"
+emit call_arming "$(json "$(scenario "bench $ARM_B $ARM_C")")"
+
+# 2. Arm and disarm latency, local and cross-CPU, against the IPI floor.
+hist() { grep "^# $1:" /proc/kstackwatch | sed "s/^# $1: //"; }
+emit arm_local_ns "$(json "x $(hist arm_local_ns)")"
+emit arm_window_ns "$(json "x $(hist arm_window_ns)")"
+emit disarm_local_ns "$(json "x $(hist disarm_local_ns)")"
+ksw_config ""
+emit ipi_roundtrip "$(json "$(scenario "ipi 2000")")"
+
+# 3. The hot-function workload: open/close in a loop, do_filp_open watched
+#    (its canary) at every call.
+loop=target/release/syscall-loop
+emit syscall_no_watch "$($loop 100 200)"
+
+ksw_config "fn=do_filp_open fo=$FILP_PROBE"
+emit syscall_watch_canary "$($loop 100 200)"
+emit syscall_watch_counters "$(json "x $(grep '^# counters:' /proc/kstackwatch | sed 's/^# counters: //')")"
+ksw_config ""
+
+# 4. Recorders: the highest hit rate recorded with nothing lost. Hits are
+#    perf breakpoint samples: lift perf's per-tick throttle so the recorders,
+#    not the throttle, are what is measured.
+echo 0 >/proc/sys/kernel/perf_cpu_time_max_percent
+echo 1000000 >/proc/sys/kernel/perf_event_max_sample_rate
+ksw_config "$(watch_local ksw_test_victim)"
+rates='{'
+for gap in 20000 10000 5000 2000 1000 500 0; do
+	for rec in ksw perf; do
+		rm -f /tmp/rec.data
+		if [ $rec = ksw ]; then
+			target/release/ksw record -m 16 -o /tmp/rec.data -- sh -c "echo 'storm 20000 $gap' > /proc/kstackwatch_test" 2>/tmp/rec.err
+		else
+			perf record -q -m 16 -e 'kstackwatch:*' -k mono -a -o /tmp/rec.data -- sh -c "echo 'storm 20000 $gap' > /proc/kstackwatch_test" 2>/tmp/rec.err
+		fi
+		stats=$(target/release/ksw report -i /tmp/rec.data --format json 2>/dev/null | python3 -c '
+import json, sys
+r = json.load(sys.stdin)
+times = [h["time_ns"] for h in r["hits"]]
+span = (max(times) - min(times)) / 1e9 if len(times) > 1 else 0
+print(json.dumps({"hits": len(times), "lost": r["recording"]["lost"], "rate_per_s": round(len(times) / span) if span else 0}))')
+		rates="$rates\"${rec}_gap_$gap\": $stats, "
+		echo "[bench] $rec gap=$gap: $stats" >&2
+	done
+done
+ksw_config ""
+echo "\"recorders\": ${rates%, }}" >&3
+echo "}" >&3
