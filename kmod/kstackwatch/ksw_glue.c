@@ -786,16 +786,28 @@ int ksw_glue_init(void)
 	return 0;
 }
 
+static void ksw_noop(void *info)
+{
+}
+
 /* Disarm everything and stop: the empty config is the one teardown path. */
 void ksw_glue_exit(void)
 {
+	int cpu;
+
 	proc_remove(ksw_proc);
 	mutex_lock(&ksw_config_lock);
 	ksw_rs_config_write("", 0);
 	mutex_unlock(&ksw_config_lock);
 	tracepoint_probe_unregister(ksw_tp_exit, ksw_on_task_exit, NULL);
 	tracepoint_synchronize_unregister();
-	/* No irq_work or sync IPI may still point into this module. */
-	irq_work_sync(this_cpu_ptr(&ksw_kick_work));
+	/*
+	 * No code of ours may run after unload: wait for kick irq_works queued
+	 * by probe handlers, then for the sync IPIs they or the teardown sent
+	 * (a CPU's call queue runs in order, so a waited-for call comes last).
+	 */
+	for_each_possible_cpu(cpu)
+		irq_work_sync(per_cpu_ptr(&ksw_kick_work, cpu));
+	on_each_cpu(ksw_noop, NULL, 1);
 	synchronize_rcu();
 }
