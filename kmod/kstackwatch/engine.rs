@@ -23,6 +23,7 @@ use crate::glue::{self, Probe, PtRegs};
 use crate::ksw_core::canary;
 use crate::ksw_core::config::{errno, Config, Limits, Spec, WatchTarget, MAX_SPECS};
 use crate::ksw_core::events::DisarmReason;
+use crate::ksw_core::fmtbuf::Truncating;
 use crate::ksw_core::frame::{self, Frame, HookedCalls, PlaceError, ProbeDecision, StackReader, Target};
 use crate::ksw_core::hit::{self, HitClass, Writer};
 use crate::ksw_core::slots::{Armed, ClaimError, SlotTable, MAX_SLOTS};
@@ -542,22 +543,6 @@ extern "C" fn ksw_rs_config_write(buf: *const u8, len: usize) -> isize {
     }
 }
 
-/// Formats into a fixed buffer, dropping what does not fit.
-struct BufWriter<'a> {
-    buf: &'a mut [u8],
-    len: usize,
-}
-
-impl Write for BufWriter<'_> {
-    fn write_str(&mut self, s: &str) -> fmt::Result {
-        let room = self.buf.len() - self.len;
-        let n = s.len().min(room);
-        self.buf[self.len..self.len + n].copy_from_slice(&s.as_bytes()[..n]);
-        self.len += n;
-        Ok(())
-    }
-}
-
 fn describe(state: &ConfigState, out: &mut impl Write) -> fmt::Result {
     let specs = state.active.iter().flatten().count();
     if specs == 0 {
@@ -611,9 +596,9 @@ fn describe(state: &ConfigState, out: &mut impl Write) -> fmt::Result {
 extern "C" fn ksw_rs_config_read(buf: *mut u8, size: usize) -> usize {
     // SAFETY: C passes a kmalloc'd buffer of `size` bytes.
     let buf = unsafe { core::slice::from_raw_parts_mut(buf, size) };
-    let mut out = BufWriter { buf, len: 0 };
+    let mut out = Truncating::new(buf);
     // SAFETY: C holds ksw_config_lock around this call.
     let state = unsafe { CONFIG.get() };
     let _ = describe(state, &mut out);
-    out.len
+    out.len()
 }

@@ -21,6 +21,7 @@ mod ksw_core {
     pub(crate) mod canary;
     pub(crate) mod config;
     pub(crate) mod events;
+    pub(crate) mod fmtbuf;
     pub(crate) mod frame;
     pub(crate) mod hit;
     pub(crate) mod slots;

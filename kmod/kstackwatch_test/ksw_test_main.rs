@@ -27,13 +27,18 @@
 
 use core::cell::UnsafeCell;
 use core::ffi::{c_int, c_void};
-use core::fmt::{self, Write};
+use core::fmt::Write;
 use core::sync::atomic::{AtomicI32, AtomicU32, Ordering};
 
 use kernel::c_str;
 use kernel::prelude::*;
 
 mod test_glue;
+
+/// Shared with kstackwatch (kmod/core); only this file is needed here.
+#[path = "../core/src/fmtbuf.rs"]
+#[allow(dead_code, unreachable_pub)]
+mod fmtbuf;
 
 use test_glue::{Round, Thread};
 
@@ -491,19 +496,7 @@ static HOLD_MS: AtomicU32 = AtomicU32::new(0);
 
 const RESULT_LEN: usize = 1024;
 
-struct Outcome {
-    text: [u8; RESULT_LEN],
-    len: usize,
-}
-
-impl Write for Outcome {
-    fn write_str(&mut self, s: &str) -> fmt::Result {
-        let n = s.len().min(RESULT_LEN - self.len);
-        self.text[self.len..self.len + n].copy_from_slice(&s.as_bytes()[..n]);
-        self.len += n;
-        Ok(())
-    }
-}
+type Outcome = fmtbuf::Truncating<[u8; RESULT_LEN]>;
 
 struct OutcomeCell(UnsafeCell<Outcome>);
 
@@ -511,10 +504,7 @@ struct OutcomeCell(UnsafeCell<Outcome>);
 // ksw_test_lock held.
 unsafe impl Sync for OutcomeCell {}
 
-static OUTCOME: OutcomeCell = OutcomeCell(UnsafeCell::new(Outcome {
-    text: [0; RESULT_LEN],
-    len: 0,
-}));
+static OUTCOME: OutcomeCell = OutcomeCell(UnsafeCell::new(Outcome::new([0; RESULT_LEN])));
 
 #[no_mangle]
 extern "C" fn ksw_test_rs_run(cmd: *const u8, len: usize) -> isize {
@@ -535,11 +525,11 @@ extern "C" fn ksw_test_rs_run(cmd: *const u8, len: usize) -> isize {
     };
     // SAFETY: C holds ksw_test_lock.
     let outcome = unsafe { &mut *OUTCOME.0.get() };
-    outcome.len = 0;
+    outcome.clear();
     match run(scenario, outcome) {
         Ok(()) => {
             let _ = outcome.write_str("\n");
-            pr_info!("{}", core::str::from_utf8(&outcome.text[..outcome.len]).unwrap_or("?"));
+            pr_info!("{}", core::str::from_utf8(outcome.as_bytes()).unwrap_or("?"));
             len as isize
         }
         Err(e) => {
@@ -553,8 +543,9 @@ extern "C" fn ksw_test_rs_run(cmd: *const u8, len: usize) -> isize {
 extern "C" fn ksw_test_rs_result(buf: *mut u8, size: usize) -> usize {
     // SAFETY: C holds ksw_test_lock; `buf` has `size` writable bytes.
     let (outcome, out) = unsafe { (&*OUTCOME.0.get(), core::slice::from_raw_parts_mut(buf, size)) };
-    let n = outcome.len.min(size);
-    out[..n].copy_from_slice(&outcome.text[..n]);
+    let text = outcome.as_bytes();
+    let n = text.len().min(size);
+    out[..n].copy_from_slice(&text[..n]);
     n
 }
 

@@ -1,9 +1,7 @@
 # The victim calls a writer on its own watched local: one arm, one hit
 # naming the writer, one disarm with the corrupted verdict; counters agree.
-if [ "${1:-}" != guest ]; then
-	. tests/lib/common.sh
-	exec "$VM" --module "$KSW_KO" --module "$KSW_TEST_KO" -- bash "$0" guest
-fi
+. tests/lib/common.sh
+run_in_guest "$0" "$@"
 . tests/lib/guest.sh
 trace_start
 cfg=$(watch_local ksw_test_direct_victim)

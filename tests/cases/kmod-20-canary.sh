@@ -1,10 +1,8 @@
 # ac=1 watches the canary at the slot the prologue stores it to (checked
 # against objdump of the built module); an overflow past a buffer is caught
 # when it writes the canary and again when it puts it back.
-if [ "${1:-}" != guest ]; then
-	. tests/lib/common.sh
-	exec "$VM" --module "$KSW_KO" --module "$KSW_TEST_KO" -- bash "$0" guest
-fi
+. tests/lib/common.sh
+run_in_guest "$0" "$@"
 . tests/lib/guest.sh
 trace_start
 ksw_config "$(watch_canary ksw_test_canary_victim)"

@@ -2,10 +2,8 @@
 # returns, victim() reuses the slot, a writer on another CPU writes through
 # the stale pointer. Caught with tracefs and with `perf record -g`: the hit
 # names the writer (comm, pid, CPU, function, call chain) and the victim.
-if [ "${1:-}" != guest ]; then
-	. tests/lib/common.sh
-	exec "$VM" --module "$KSW_KO" --module "$KSW_TEST_KO" -- bash "$0" guest
-fi
+. tests/lib/common.sh
+run_in_guest "$0" "$@"
 . tests/lib/guest.sh
 trace_start
 ksw_config "$(watch_local ksw_test_victim)"

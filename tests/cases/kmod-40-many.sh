@@ -1,10 +1,8 @@
 # More victims than hardware slots: as many frames armed as there are
 # slots, the rest counted as dropped; every hit belongs to an armed frame;
 # disabling frees every slot (perf can take all four again).
-if [ "${1:-}" != guest ]; then
-	. tests/lib/common.sh
-	exec "$VM" --module "$KSW_KO" --module "$KSW_TEST_KO" -- bash "$0" guest
-fi
+. tests/lib/common.sh
+run_in_guest "$0" "$@"
 . tests/lib/guest.sh
 four_breakpoints() {
 	local a

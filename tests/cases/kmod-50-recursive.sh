@@ -1,9 +1,7 @@
 # The depth filter: with recursion 0..6 and a write at depth 3, dp=3 arms
 # only depth 3 and catches the write; dp=2 arms only depth 2 and sees none.
-if [ "${1:-}" != guest ]; then
-	. tests/lib/common.sh
-	exec "$VM" --module "$KSW_KO" --module "$KSW_TEST_KO" -- bash "$0" guest
-fi
+. tests/lib/common.sh
+run_in_guest "$0" "$@"
 . tests/lib/guest.sh
 base=$(watch_local ksw_test_recurse)
 

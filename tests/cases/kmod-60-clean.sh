@@ -1,9 +1,7 @@
 # Control: the same choreography with no write. Frames are armed and
 # disarmed, nothing is hit, nothing is corrupted.
-if [ "${1:-}" != guest ]; then
-	. tests/lib/common.sh
-	exec "$VM" --module "$KSW_KO" --module "$KSW_TEST_KO" -- bash "$0" guest
-fi
+. tests/lib/common.sh
+run_in_guest "$0" "$@"
 . tests/lib/guest.sh
 trace_start
 ksw_config "$(watch_local ksw_test_victim)"

@@ -1,9 +1,7 @@
 # Every class of bad input fails the write with its errno and one log line,
 # and leaves the active watch as it was: it still catches afterwards.
-if [ "${1:-}" != guest ]; then
-	. tests/lib/common.sh
-	exec "$VM" --module "$KSW_KO" --module "$KSW_TEST_KO" -- bash "$0" guest
-fi
+. tests/lib/common.sh
+run_in_guest "$0" "$@"
 . tests/lib/guest.sh
 good=$(watch_local ksw_test_direct_victim)
 ksw_config "$good"

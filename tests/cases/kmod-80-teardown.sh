@@ -1,10 +1,8 @@
 # Reconfigure and unload while a frame is armed: the watch ends with a
 # teardown disarm, every CPU goes idle, nothing is left behind, and a
 # reloaded module works again.
-if [ "${1:-}" != guest ]; then
-	. tests/lib/common.sh
-	exec "$VM" --module "$KSW_KO" --module "$KSW_TEST_KO" -- bash "$0" guest
-fi
+. tests/lib/common.sh
+run_in_guest "$0" "$@"
 . tests/lib/guest.sh
 wait_armed() {
 	for _ in $(seq 50); do

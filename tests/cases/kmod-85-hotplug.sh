@@ -1,10 +1,8 @@
 # CPU hotplug keeps the watch live on every online CPU: a CPU taken down
 # and brought back while a frame is armed watches it again, and a write
 # from that CPU is caught.
-if [ "${1:-}" != guest ]; then
-	. tests/lib/common.sh
-	exec "$VM" --module "$KSW_KO" --module "$KSW_TEST_KO" -- bash "$0" guest
-fi
+. tests/lib/common.sh
+run_in_guest "$0" "$@"
 . tests/lib/guest.sh
 trace_start
 ksw_config "$(watch_local ksw_test_victim)"

@@ -3,10 +3,8 @@
 # `ksw record` stopped by Ctrl-C. The report names the corrupting function,
 # the writer and the victim; perf script reads ksw's file, and prints it
 # readably with the plugin.
-if [ "${1:-}" != guest ]; then
-	. tests/lib/common.sh
-	exec "$VM" --module "$KSW_KO" --module "$KSW_TEST_KO" -- bash "$0" guest
-fi
+. tests/lib/common.sh
+run_in_guest "$0" "$@"
 . tests/lib/guest.sh
 KSW=target/release/ksw
 PLUGIN_DIR=$(mktemp -d)

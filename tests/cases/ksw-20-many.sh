@@ -1,9 +1,7 @@
 # More victims than slots through ksw record/report: four frames caught,
 # one writer, identical hits grouped, nothing lost.
-if [ "${1:-}" != guest ]; then
-	. tests/lib/common.sh
-	exec "$VM" --module "$KSW_KO" --module "$KSW_TEST_KO" -- bash "$0" guest
-fi
+. tests/lib/common.sh
+run_in_guest "$0" "$@"
 . tests/lib/guest.sh
 KSW=target/release/ksw
 ksw_config "$(watch_local ksw_test_victim)"

@@ -19,3 +19,12 @@ expect_no_match() { ! grep -Eq -- "$2" <<<"$1" || die "$3: unexpected /$2/ in: $
 
 # kv TEXT KEY: the value of KEY=value in TEXT (first occurrence).
 kv() { grep -oE "(^|[[:space:]])$2=[^[:space:]]*" <<<"$1" | head -1 | sed 's/^[[:space:]]*[^=]*=//'; }
+
+# For a case that runs inside the VM: on the host, re-run the case there
+# with `guest` as its argument, kstackwatch and the test module loaded;
+# in the guest, return and let the case go on.
+#   run_in_guest "$0" "$@"
+run_in_guest() {
+	[ "${2:-}" = guest ] && return 0
+	exec "$VM" --module "$KSW_KO" --module "$KSW_TEST_KO" -- bash "$1" guest
+}

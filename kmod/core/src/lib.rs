@@ -16,6 +16,7 @@ extern crate std;
 pub mod canary;
 pub mod config;
 pub mod events;
+pub mod fmtbuf;
 pub mod frame;
 pub mod hit;
 pub mod slots;
