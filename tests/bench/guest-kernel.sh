@@ -69,9 +69,10 @@ for gap in 20000 10000 5000 2000 1000 500 0; do
 		stats=$(target/release/ksw report -i /tmp/rec.data --format json 2>/dev/null | python3 -c '
 import json, sys
 r = json.load(sys.stdin)
-times = [h["time_ns"] for h in r["hits"]]
-span = (max(times) - min(times)) / 1e9 if len(times) > 1 else 0
-print(json.dumps({"hits": len(times), "lost": r["recording"]["lost"], "rate_per_s": round(len(times) / span) if span else 0}))')
+hits = sum(v["hit_count"] for v in r["victims"])
+ends = [(v["armed_ns"], v["disarmed_ns"] or v["armed_ns"]) for v in r["victims"]]
+span = (max(e for _, e in ends) - min(a for a, _ in ends)) / 1e9 if ends else 0
+print(json.dumps({"hits": hits, "lost": r["recording"]["lost"], "rate_per_s": round(hits / span) if span else 0}))')
 		rates="$rates\"${rec}_gap_$gap\": $stats, "
 		echo "[bench] $rec gap=$gap: $stats" >&2
 	done

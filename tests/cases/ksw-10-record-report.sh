@@ -42,7 +42,8 @@ v, w = r["victims"][0], r["writers"][0]
 assert (v["function"], v["task"]["pid"], v["verdict"]) == ("ksw_test_victim", vpid, "hit"), v
 assert (w["task"]["comm"], w["task"]["pid"]) == ("ksw-writer", wpid), w
 assert w["sites"][0]["instruction"].startswith("ksw_test_corrupt+"), w
-assert r["hits"][0]["agreement"] == "agree", r["hits"]
+assert v["hit_count"] == 1 and v["hits"][0]["agreement"] == "agree", v["hits"]
+assert v["hits"][0]["writer"]["pid"] == wpid, v["hits"]
 PY
 )
 echo "$json" >/tmp/report.json

@@ -15,7 +15,7 @@ assert r["summary"]["headline"] == "4 corruptions of 4 victims by 1 writer", r["
 assert len(r["victims"]) == 4 and all(v["verdict"] == "hit" for v in r["victims"])
 sites = r["writers"][0]["sites"]
 assert len(sites) == 1 and sites[0]["count"] == 4, sites
-assert all(h["agreement"] == "agree" for h in r["hits"])
+assert all(h["agreement"] == "agree" for v in r["victims"] for h in v["hits"])
 PY
 )
 echo "$json" >/tmp/report.json

@@ -494,10 +494,13 @@ impl<'a> RawRecord<'a> {
     }
 }
 
-/// A perf.data file held in memory.
-#[derive(Clone, Debug)]
+/// The bytes of a perf.data file: owned, or any other holder (for
+/// example a read-only memory mapping made by the caller).
+pub type Source = Box<dyn AsRef<[u8]> + Send + Sync>;
+
+/// A perf.data file held in memory (or mapped).
 pub struct PerfFile {
-    bytes: Vec<u8>,
+    bytes: Source,
     attrs: Vec<EventAttr>,
     ids: HashMap<u64, usize>,
     data_start: u64,
@@ -543,6 +546,17 @@ fn check_section(
     Ok(())
 }
 
+impl std::fmt::Debug for PerfFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PerfFile")
+            .field("len", &self.bytes().len())
+            .field("attrs", &self.attrs)
+            .field("data", &(self.data_start, self.data_end))
+            .field("features", &self.features)
+            .finish_non_exhaustive()
+    }
+}
+
 impl PerfFile {
     /// Read and parse a perf.data file.
     pub fn open(path: impl AsRef<Path>) -> Result<PerfFile, ReadError> {
@@ -557,8 +571,16 @@ impl PerfFile {
     /// Parse a perf.data file held in memory: the header, attributes and
     /// feature sections. Records are parsed as they are iterated.
     pub fn from_bytes(bytes: Vec<u8>) -> Result<PerfFile, ReadError> {
+        PerfFile::from_source(Box::new(bytes))
+    }
+
+    /// [`PerfFile::from_bytes`] for bytes held elsewhere: only the header,
+    /// attributes and feature sections are read now, so a mapped file's data
+    /// section is touched only as records are iterated.
+    pub fn from_source(source: Source) -> Result<PerfFile, ReadError> {
+        let bytes: &[u8] = (*source).as_ref();
         let len = bytes.len();
-        let mut c = Cursor::new(&bytes, 0);
+        let mut c = Cursor::new(bytes, 0);
         let magic = c.u64("perf.data magic")?;
         if magic != PERF_MAGIC {
             let unsupported = |msg: &str| ReadError::Unsupported {
@@ -628,7 +650,7 @@ impl PerfFile {
             data_off + data_size
         };
 
-        let attrs = read_attrs(&bytes, attr_size, attrs_at, attrs_off, attrs_size)?;
+        let attrs = read_attrs(bytes, attr_size, attrs_at, attrs_off, attrs_size)?;
 
         let mut file = PerfFile {
             attrs,
@@ -638,10 +660,10 @@ impl PerfFile {
             feature_bits: if unfinished { [0; 4] } else { feature_bits },
             sections: Vec::new(),
             features: Features::default(),
-            bytes: Vec::new(),
+            bytes: Box::new(Vec::new()),
         };
         if !unfinished {
-            file.sections = read_feature_index(&bytes, data_end, &feature_bits)?;
+            file.sections = read_feature_index(bytes, data_end, &feature_bits)?;
             for &(bit, off, size) in &file.sections {
                 let sec = bytes
                     .get(off as usize..(off + size) as usize)
@@ -649,7 +671,7 @@ impl PerfFile {
                 parse_feature(&mut file.features, bit, sec, off)?;
             }
         }
-        file.bytes = bytes;
+        file.bytes = source;
         file.link_attrs();
         Ok(file)
     }
@@ -703,7 +725,9 @@ impl PerfFile {
     /// The raw bytes of feature section `bit`.
     pub fn feature_section(&self, bit: u32) -> Option<&[u8]> {
         let &(_, off, size) = self.sections.iter().find(|s| s.0 == bit)?;
-        self.bytes.get(off as usize..(off + size) as usize)
+        (*self.bytes)
+            .as_ref()
+            .get(off as usize..(off + size) as usize)
     }
 
     /// The tracing data, if the file has it.
@@ -740,14 +764,14 @@ impl PerfFile {
 
     /// The whole file.
     pub fn bytes(&self) -> &[u8] {
-        &self.bytes
+        (*self.bytes).as_ref()
     }
 
     /// Iterate the data section's records, framed but not parsed. A framing
     /// error (bad size) is returned once and ends the iteration.
     pub fn raw_records(&self) -> RawRecords<'_> {
         RawRecords {
-            bytes: &self.bytes,
+            bytes: self.bytes(),
             pos: self.data_start,
             end: self.data_end,
             done: false,

@@ -87,6 +87,10 @@ pub struct ReportArgs {
     /// Kernel symbols (a copy of the recording machine's /proc/kallsyms).
     #[arg(long)]
     pub kallsyms: Option<PathBuf>,
+    /// Frames listed one by one in text; the rest are counted by function
+    /// and verdict (0: list all). JSON always has every frame.
+    #[arg(long, default_value_t = 50)]
+    pub max_frames: usize,
 }
 
 #[derive(Debug, Args)]
@@ -123,7 +127,7 @@ fn default_graph(input: &Path) -> Option<PathBuf> {
 }
 
 pub fn run_report(args: &ReportArgs) -> Result<(), String> {
-    let recording = events::load(&args.input).map_err(|e| e.to_string())?;
+    let recording = events::open(&args.input).map_err(|e| e.to_string())?;
     let symbols = Symbols::choose(&recording, args.kallsyms.as_deref())?;
     let graph_path = args.graph.clone().or_else(|| default_graph(&args.input));
     let graph = match &graph_path {
@@ -133,23 +137,61 @@ pub fn run_report(args: &ReportArgs) -> Result<(), String> {
         }
         None => None,
     };
-    let analysis = correlate::analyze(&recording.events, |h| {
-        symbols::writer_chain(&h.ctx.callchain, h.writer_ip).to_vec()
-    });
     let path_text = graph_path.as_ref().map(|p| p.display().to_string());
-    let model = report::build(
-        &recording,
-        &analysis,
-        &symbols,
-        path_text.as_deref().zip(graph.as_ref()),
-    );
-    let out = match args.format {
-        Format::Text => report::render_text(&model),
-        Format::Json => serde_json::to_string_pretty(&model).map_err(|e| e.to_string())? + "\n",
+    let renderer = report::Renderer {
+        symbols: &symbols,
+        graph: path_text.as_deref().zip(graph.as_ref()),
     };
-    let mut stdout = io::stdout().lock();
+    let chain =
+        |h: &crate::events::Hit| symbols::writer_chain(&h.ctx.callchain, h.writer_ip).to_vec();
+    let mut stdout = io::BufWriter::new(io::stdout().lock());
+    let written = match args.format {
+        Format::Text => {
+            let mut listing = report::FrameListing::default();
+            let mut correlator =
+                correlate::Correlator::new(chain, |f| listing.add(&f, &renderer, args.max_frames));
+            let stats = recording
+                .stream(|e| correlator.push(e))
+                .map_err(|e| e.to_string())?;
+            let outcome = correlator.finish();
+            let tail = renderer.tail(&recording, stats, &outcome);
+            stdout.write_all(report::render_text(&tail, &listing).as_bytes())
+        }
+        Format::Json => {
+            // Frames stream out as they close, so memory stays flat; the
+            // totals come after them.
+            let mut error: Option<io::Error> = None;
+            let mut first = true;
+            let result = stdout.write_all(b"{\"victims\": [\n");
+            let mut correlator = correlate::Correlator::new(chain, |f| {
+                if error.is_some() {
+                    return;
+                }
+                let sep: &[u8] = if first { b"" } else { b",\n" };
+                first = false;
+                let r = stdout.write_all(sep).and_then(|()| {
+                    serde_json::to_writer(&mut stdout, &renderer.frame(&f)).map_err(io::Error::from)
+                });
+                error = r.err();
+            });
+            let stats = recording
+                .stream(|e| correlator.push(e))
+                .map_err(|e| e.to_string())?;
+            let outcome = correlator.finish();
+            let tail = renderer.tail(&recording, stats, &outcome);
+            let mut rest = serde_json::to_value(&tail).map_err(|e| e.to_string())?;
+            let body = serde_json::to_string_pretty(&rest.take()).map_err(|e| e.to_string())?;
+            // `{"victims": [...], <the tail's fields>}`
+            let fields = body.trim_start_matches('{');
+            result
+                .and(error.map_or(Ok(()), Err))
+                .and_then(|()| stdout.write_all(b"\n],"))
+                .and_then(|()| stdout.write_all(fields.as_bytes()))
+                .and_then(|()| stdout.write_all(b"\n"))
+        }
+    };
     // A closed pipe (`ksw report | head`) is not an error worth a message.
-    match stdout.write_all(out.as_bytes()) {
+    match written.and_then(|()| stdout.flush()) {
         Err(e) if e.kind() != io::ErrorKind::BrokenPipe => Err(e.to_string()),
         _ => Ok(()),
     }

@@ -1,15 +1,17 @@
-//! Tying hits (the writer's context) to victims (the armed frames).
+//! Tying hits (the writer's context) to victims (the armed frames), online:
+//! events come in time order and only the frames armed right now are kept,
+//! so memory does not grow with the recording.
 //!
 //! Two independent matches for every hit:
 //! - by watch id: the module puts the same id in ksw_arm, ksw_hit and
 //!   ksw_disarm;
-//! - by time and address: the victim frames whose watch window (arm to
-//!   disarm) contains the hit's time and whose watched bytes overlap the
-//!   hit's.
+//! - by time and address: the frames armed at the hit's time whose watched
+//!   bytes overlap the hit's.
 //!
 //! They agree on every healthy recording; a disagreement (ids reused
-//! across module loads in one file, lost events, clocks from different
-//! machines) is reported, never papered over.
+//! across module loads, lost events, clocks from different machines) is
+//! reported, never papered over. A hit is attached to the frame its id
+//! names.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -17,60 +19,31 @@ use ksw_core::events::Verdict;
 
 use crate::events::{Arm, Disarm, Event, Hit};
 
-/// How many earlier frames of one address a hit's time match looks at.
-const OVERLAP_LOOKBACK: usize = 16;
+/// How many hits each frame and each writer site keep for display; the
+/// rest are counted.
+pub const HITS_KEPT: usize = 10;
+/// Hits matching no frame kept for display.
+const UNMATCHED_KEPT: usize = 100;
 
-/// One watched frame: its arm, its disarm (if recorded) and its hits.
-#[derive(Debug)]
-pub struct Victim<'r> {
-    pub arm: &'r Arm,
-    pub disarm: Option<&'r Disarm>,
-    /// Indices into [`Analysis::hits`] whose id names this frame.
-    pub hits: Vec<usize>,
-}
-
-impl Victim<'_> {
-    /// None while the recording ends before the frame was disarmed.
-    pub fn verdict(&self) -> Option<Verdict> {
-        self.disarm
-            .map(|d| Verdict::of(u64::from(d.hits), d.corrupted))
-    }
-
-    fn window_contains(&self, time_ns: u64) -> bool {
-        self.arm.ctx.time_ns <= time_ns && self.disarm.is_none_or(|d| time_ns <= d.ctx.time_ns)
-    }
-
-    fn overlaps(&self, addr: u64, len: u8) -> bool {
-        let (a0, a1) = (self.arm.addr, self.arm.addr + u64::from(self.arm.len));
-        addr < a1 && a0 < addr + u64::from(len)
-    }
-}
-
-/// The time-and-address match of a hit.
+/// The time-and-address match of a hit: frames armed at that time whose
+/// bytes overlap.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum TimeMatch {
-    One(usize),
+    One(u64),
     None,
-    Ambiguous(Vec<usize>),
+    Ambiguous(Vec<u64>),
 }
 
-#[derive(Debug)]
-pub struct HitMatch<'r> {
-    pub hit: &'r Hit,
-    /// The victim whose arm carries the hit's id.
-    pub by_id: Option<usize>,
+/// A hit with both of its matches.
+#[derive(Clone, Debug)]
+pub struct MatchedHit {
+    pub hit: Hit,
+    /// Watch id of the armed frame the hit's id names, if that frame is armed.
+    pub by_id: Option<u64>,
     pub by_time: TimeMatch,
 }
 
-impl HitMatch<'_> {
-    /// The victim this hit belongs to, if both matches say the same.
-    pub fn victim(&self) -> Option<usize> {
-        match (self.by_id, &self.by_time) {
-            (Some(a), TimeMatch::One(b)) if a == *b => Some(a),
-            _ => None,
-        }
-    }
-
+impl MatchedHit {
     pub fn agreement(&self) -> &'static str {
         match (self.by_id, &self.by_time) {
             (Some(a), TimeMatch::One(b)) if a == *b => "agree",
@@ -83,17 +56,44 @@ impl HitMatch<'_> {
     }
 }
 
+/// One watched frame, from arm to disarm (or the end of the recording).
+#[derive(Clone, Debug)]
+pub struct Frame {
+    pub arm: Arm,
+    pub disarm: Option<Disarm>,
+    /// The first [`HITS_KEPT`] hits.
+    pub hits: Vec<MatchedHit>,
+    pub hit_count: u64,
+}
+
+impl Frame {
+    /// None while the recording ends before the frame was disarmed.
+    pub fn verdict(&self) -> Option<Verdict> {
+        self.disarm
+            .as_ref()
+            .map(|d| Verdict::of(u64::from(d.hits), d.corrupted))
+    }
+
+    fn overlaps(&self, addr: u64, len: u8) -> bool {
+        let (a0, a1) = (self.arm.addr, self.arm.addr + u64::from(self.arm.len));
+        addr < a1 && a0 < addr + u64::from(len)
+    }
+}
+
 /// Hits of one writer task at one instruction with one call chain.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Site {
     pub writer_ip: u64,
     pub chain: Vec<u64>,
-    pub hits: Vec<usize>,
+    pub count: u64,
     pub cpus: BTreeSet<u32>,
-    pub victims: BTreeSet<usize>,
+    /// Watch ids written (the first thousand).
+    pub victims: BTreeSet<u64>,
+    /// The first [`HITS_KEPT`] hits.
+    pub examples: Vec<MatchedHit>,
 }
 
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Writer {
     pub tid: i32,
     pub comm: String,
@@ -101,31 +101,33 @@ pub struct Writer {
 }
 
 impl Writer {
-    pub fn hit_count(&self) -> usize {
-        self.sites.iter().map(|s| s.hits.len()).sum()
+    pub fn hit_count(&self) -> u64 {
+        self.sites.iter().map(|s| s.count).sum()
     }
 }
 
-#[derive(Debug, Default, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Summary {
     /// Caught writes plus silent corruptions.
-    pub corruptions: usize,
+    pub corruptions: u64,
     /// Frames that were written or silently corrupted.
-    pub victims: usize,
+    pub victims: u64,
     /// Distinct writer tasks.
-    pub writers: usize,
-    pub frames: usize,
-    pub clean: usize,
-    pub silent: usize,
-    pub still_armed: usize,
-    pub unmatched_hits: usize,
-    pub disagreements: usize,
+    pub writers: u64,
+    pub frames: u64,
+    pub hit: u64,
+    pub clean: u64,
+    pub silent: u64,
+    pub still_armed: u64,
+    pub unmatched_hits: u64,
+    pub disagreements: u64,
+    pub orphan_disarms: u64,
 }
 
 impl Summary {
     /// "N corruptions of M victims by K writers".
     pub fn headline(&self) -> String {
-        let plural = |n: usize, word: &str| format!("{n} {word}{}", if n == 1 { "" } else { "s" });
+        let plural = |n: u64, word: &str| format!("{n} {word}{}", if n == 1 { "" } else { "s" });
         format!(
             "{} of {} by {}",
             plural(self.corruptions, "corruption"),
@@ -135,161 +137,207 @@ impl Summary {
     }
 }
 
-#[derive(Debug)]
-pub struct Analysis<'r> {
-    pub victims: Vec<Victim<'r>>,
-    pub hits: Vec<HitMatch<'r>>,
-    pub writers: Vec<Writer>,
-    /// Disarms whose arm is not in the recording (armed before it began).
-    pub orphan_disarms: Vec<&'r Disarm>,
-    pub summary: Summary,
-}
-
 /// The name a writer is shown under: the kernel's own record of it if the
 /// event has one, else the recording's COMM tracking.
-fn writer_comm(hit: &Hit) -> String {
+pub fn writer_comm(hit: &Hit) -> String {
     hit.writer_comm
         .clone()
-        .or_else(|| hit.ctx.comm.clone())
+        .or_else(|| hit.ctx.comm.as_deref().map(str::to_string))
         .unwrap_or_else(|| "?".to_string())
 }
 
-pub fn analyze<'r>(events: &'r [Event], writer_chain: impl Fn(&Hit) -> Vec<u64>) -> Analysis<'r> {
-    let mut victims: Vec<Victim<'r>> = Vec::new();
-    let mut by_id: HashMap<u64, usize> = HashMap::new();
-    let mut orphan_disarms = Vec::new();
-    let mut hits: Vec<HitMatch<'r>> = Vec::new();
+type SiteKey = (u64, Vec<u64>);
+/// Cuts a hit's recorded call chain to the writer's part.
+type ChainFn<'c> = Box<dyn Fn(&Hit) -> Vec<u64> + 'c>;
 
-    for event in events {
-        match event {
-            Event::Arm(a) => {
-                // A reused id (module reloaded mid-recording) starts a new frame.
-                by_id.insert(a.id, victims.len());
-                victims.push(Victim {
-                    arm: a,
-                    disarm: None,
-                    hits: Vec::new(),
-                });
-            }
-            Event::Disarm(d) => match by_id.get(&d.id) {
-                Some(&v) if victims[v].disarm.is_none() => victims[v].disarm = Some(d),
-                _ => orphan_disarms.push(d),
-            },
-            Event::Hit(h) => hits.push(HitMatch {
-                hit: h,
-                by_id: by_id.get(&h.id).copied(),
-                by_time: TimeMatch::None,
-            }),
+/// Consumes the event stream; closed frames go to the `on_frame` callback.
+pub struct Correlator<'c> {
+    open: HashMap<u64, Frame>,
+    writers: BTreeMap<(i32, String), BTreeMap<SiteKey, Site>>,
+    summary: Summary,
+    unmatched: Vec<MatchedHit>,
+    /// Agreements other than "agree", with the hit (for notes).
+    pub disagreements: Vec<MatchedHit>,
+    writer_chain: ChainFn<'c>,
+    on_frame: Box<dyn FnMut(Frame) + 'c>,
+}
+
+impl std::fmt::Debug for Correlator<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Correlator")
+            .field("open", &self.open.len())
+            .field("summary", &self.summary)
+            .finish()
+    }
+}
+
+/// What is left once the stream ended.
+#[derive(Debug)]
+pub struct Outcome {
+    pub summary: Summary,
+    pub writers: Vec<Writer>,
+    pub unmatched: Vec<MatchedHit>,
+    pub disagreements: Vec<MatchedHit>,
+}
+
+impl<'c> Correlator<'c> {
+    pub fn new(
+        writer_chain: impl Fn(&Hit) -> Vec<u64> + 'c,
+        on_frame: impl FnMut(Frame) + 'c,
+    ) -> Correlator<'c> {
+        Correlator {
+            open: HashMap::new(),
+            writers: BTreeMap::new(),
+            summary: Summary::default(),
+            unmatched: Vec::new(),
+            disagreements: Vec::new(),
+            writer_chain: Box::new(writer_chain),
+            on_frame: Box::new(on_frame),
         }
     }
 
-    // Second, independent pass: time window and address. Watched ranges
-    // are at most 8 bytes and aligned to their length, so overlapping
-    // ranges share their 8-byte granule: index frames by granule, in arm
-    // order, and search each hit's granule by time.
-    let mut by_granule: HashMap<u64, Vec<usize>> = HashMap::new();
-    for (i, v) in victims.iter().enumerate() {
-        by_granule.entry(v.arm.addr >> 3).or_default().push(i);
+    pub fn push(&mut self, event: Event) {
+        match event {
+            Event::Arm(a) => {
+                // A reused id (module reloaded mid-recording) ends the old frame.
+                if let Some(old) = self.open.remove(&a.id) {
+                    self.close(old);
+                }
+                self.open.insert(
+                    a.id,
+                    Frame {
+                        arm: a,
+                        disarm: None,
+                        hits: Vec::new(),
+                        hit_count: 0,
+                    },
+                );
+            }
+            Event::Disarm(d) => match self.open.remove(&d.id) {
+                Some(mut frame) => {
+                    frame.disarm = Some(d);
+                    self.close(frame);
+                }
+                None => self.summary.orphan_disarms += 1,
+            },
+            Event::Hit(h) => self.hit(h),
+        }
     }
-    for list in by_granule.values_mut() {
-        list.sort_by_key(|&i| victims[i].arm.ctx.time_ns);
-    }
-    for m in &mut hits {
-        let t = m.hit.ctx.time_ns;
-        let Some(list) = by_granule.get(&(m.hit.addr >> 3)) else {
-            continue;
-        };
-        // Frames armed at or before the hit, newest first. One address is
-        // one task's stack slot, so its windows follow each other: looking
-        // at the newest few finds the match and any overlap.
-        let armed_before = list.partition_point(|&i| victims[i].arm.ctx.time_ns <= t);
-        let candidates: Vec<usize> = list[..armed_before]
-            .iter()
-            .rev()
-            .take(OVERLAP_LOOKBACK)
-            .copied()
-            .filter(|&i| {
-                victims[i].window_contains(t) && victims[i].overlaps(m.hit.addr, m.hit.len)
-            })
+
+    fn hit(&mut self, h: Hit) {
+        let by_id = self.open.get(&h.id).map(|f| f.arm.id);
+        // Open frames are few (one per hardware slot, plus any whose
+        // disarm was lost): a scan is the index.
+        let mut candidates: Vec<u64> = self
+            .open
+            .values()
+            .filter(|f| f.arm.ctx.time_ns <= h.ctx.time_ns && f.overlaps(h.addr, h.len))
+            .map(|f| f.arm.id)
             .collect();
-        m.by_time = match candidates.as_slice() {
+        candidates.sort_unstable();
+        let by_time = match candidates.as_slice() {
             [] => TimeMatch::None,
             [one] => TimeMatch::One(*one),
             _ => TimeMatch::Ambiguous(candidates),
         };
-    }
-    for (i, m) in hits.iter().enumerate() {
-        if let Some(v) = m.by_id {
-            victims[v].hits.push(i);
+        let m = MatchedHit {
+            hit: h,
+            by_id,
+            by_time,
+        };
+        self.summary.corruptions += 1;
+        match m.agreement() {
+            "agree" => {}
+            "unmatched" => {
+                self.summary.unmatched_hits += 1;
+                if self.unmatched.len() < UNMATCHED_KEPT {
+                    self.unmatched.push(m.clone());
+                }
+            }
+            _ => {
+                self.summary.disagreements += 1;
+                if self.disagreements.len() < UNMATCHED_KEPT {
+                    self.disagreements.push(m.clone());
+                }
+            }
         }
-    }
 
-    // Group by writer task, then by instruction and call chain.
-    type Sites = BTreeMap<(u64, Vec<u64>), Site>;
-    let mut groups: BTreeMap<(i32, String), Sites> = BTreeMap::new();
-    for (i, m) in hits.iter().enumerate() {
-        let chain = writer_chain(m.hit);
-        let site = groups
-            .entry((m.hit.ctx.tid, writer_comm(m.hit)))
+        let chain = (self.writer_chain)(&m.hit);
+        let site = self
+            .writers
+            .entry((m.hit.ctx.tid, writer_comm(&m.hit)))
             .or_default()
             .entry((m.hit.writer_ip, chain.clone()))
             .or_insert_with(|| Site {
                 writer_ip: m.hit.writer_ip,
                 chain,
-                hits: Vec::new(),
+                count: 0,
                 cpus: BTreeSet::new(),
                 victims: BTreeSet::new(),
+                examples: Vec::new(),
             });
-        site.hits.push(i);
+        site.count += 1;
         site.cpus.extend(m.hit.ctx.cpu);
-        site.victims.extend(m.by_id);
-    }
-    let writers: Vec<Writer> = groups
-        .into_iter()
-        .map(|((tid, comm), sites)| Writer {
-            tid,
-            comm,
-            sites: sites.into_values().collect(),
-        })
-        .collect();
-
-    let mut summary = Summary {
-        frames: victims.len(),
-        writers: writers.len(),
-        ..Summary::default()
-    };
-    for v in &victims {
-        match v.verdict() {
-            Some(Verdict::Clean) => summary.clean += 1,
-            Some(Verdict::SilentCorruption) => {
-                summary.silent += 1;
-                summary.corruptions += 1;
-                summary.victims += 1;
+        if site.victims.len() < 1000 {
+            site.victims.extend(by_id);
+        }
+        if site.examples.len() < HITS_KEPT {
+            site.examples.push(m.clone());
+        }
+        if let Some(frame) = by_id.and_then(|id| self.open.get_mut(&id)) {
+            frame.hit_count += 1;
+            if frame.hits.len() < HITS_KEPT {
+                frame.hits.push(m);
             }
-            Some(Verdict::Hit) => summary.victims += 1,
-            None if !v.hits.is_empty() => {
-                summary.still_armed += 1;
-                summary.victims += 1;
-            }
-            None => summary.still_armed += 1,
         }
     }
-    summary.corruptions += hits.len();
-    summary.unmatched_hits = hits
-        .iter()
-        .filter(|m| m.by_id.is_none() && m.by_time == TimeMatch::None)
-        .count();
-    summary.disagreements = hits
-        .iter()
-        .filter(|m| !matches!(m.agreement(), "agree" | "unmatched"))
-        .count();
 
-    Analysis {
-        victims,
-        hits,
-        writers,
-        orphan_disarms,
-        summary,
+    fn close(&mut self, frame: Frame) {
+        let s = &mut self.summary;
+        s.frames += 1;
+        match frame.verdict() {
+            Some(Verdict::Clean) => s.clean += 1,
+            Some(Verdict::SilentCorruption) => {
+                s.silent += 1;
+                s.corruptions += 1;
+                s.victims += 1;
+            }
+            Some(Verdict::Hit) => {
+                s.hit += 1;
+                s.victims += 1;
+            }
+            None => {
+                s.still_armed += 1;
+                if frame.hit_count > 0 {
+                    s.victims += 1;
+                }
+            }
+        }
+        (self.on_frame)(frame);
+    }
+
+    /// Closes the frames still armed and returns the totals.
+    pub fn finish(mut self) -> Outcome {
+        let mut still: Vec<Frame> = self.open.drain().map(|(_, f)| f).collect();
+        still.sort_by_key(|f| f.arm.ctx.time_ns);
+        for frame in still {
+            self.close(frame);
+        }
+        let writers: Vec<Writer> = std::mem::take(&mut self.writers)
+            .into_iter()
+            .map(|((tid, comm), sites)| Writer {
+                tid,
+                comm,
+                sites: sites.into_values().collect(),
+            })
+            .collect();
+        self.summary.writers = writers.len() as u64;
+        Outcome {
+            summary: self.summary.clone(),
+            writers,
+            unmatched: std::mem::take(&mut self.unmatched),
+            disagreements: std::mem::take(&mut self.disagreements),
+        }
     }
 }
 
@@ -355,95 +403,133 @@ mod tests {
         })
     }
 
+    fn run(events: Vec<Event>, chain: Vec<u64>) -> (Vec<Frame>, Outcome) {
+        let mut frames = Vec::new();
+        let outcome = {
+            let mut c = Correlator::new(move |_| chain.clone(), |f| frames.push(f));
+            for e in events {
+                c.push(e);
+            }
+            c.finish()
+        };
+        (frames, outcome)
+    }
+
     #[test]
     fn one_victim_one_writer() {
-        let events = [
-            arm(1, 10, 0x1000),
-            hit(1, 20, 0x1000, 7, 0xa0),
-            disarm(1, 30, 0x1000, 1, true),
-        ];
-        let a = analyze(&events, |_| vec![]);
-        assert_eq!(a.victims.len(), 1);
-        assert_eq!(a.victims[0].hits, [0]);
-        assert_eq!(a.victims[0].verdict(), Some(Verdict::Hit));
-        assert_eq!(a.hits[0].agreement(), "agree");
-        assert_eq!(a.writers.len(), 1);
-        assert_eq!(a.summary.headline(), "1 corruption of 1 victim by 1 writer");
+        let (frames, o) = run(
+            vec![
+                arm(1, 10, 0x1000),
+                hit(1, 20, 0x1000, 7, 0xa0),
+                disarm(1, 30, 0x1000, 1, true),
+            ],
+            vec![],
+        );
+        assert_eq!(frames.len(), 1);
+        assert_eq!(frames[0].hit_count, 1);
+        assert_eq!(frames[0].verdict(), Some(Verdict::Hit));
+        assert_eq!(frames[0].hits[0].agreement(), "agree");
+        assert_eq!(o.writers.len(), 1);
+        assert_eq!(o.summary.headline(), "1 corruption of 1 victim by 1 writer");
     }
 
     #[test]
     fn repeated_identical_hits_group_into_one_site() {
-        let events = [
-            arm(1, 10, 0x1000),
-            arm(2, 11, 0x2000),
-            hit(1, 20, 0x1000, 7, 0xa0),
-            hit(2, 21, 0x2000, 7, 0xa0),
-            hit(2, 22, 0x2000, 7, 0xb0),
-            disarm(1, 30, 0x1000, 1, true),
-            disarm(2, 31, 0x2000, 2, true),
-        ];
-        let a = analyze(&events, |_| vec![1, 2, 3]);
-        assert_eq!(a.writers.len(), 1);
-        let sites = &a.writers[0].sites;
+        let (_, o) = run(
+            vec![
+                arm(1, 10, 0x1000),
+                arm(2, 11, 0x2000),
+                hit(1, 20, 0x1000, 7, 0xa0),
+                hit(2, 21, 0x2000, 7, 0xa0),
+                hit(2, 22, 0x2000, 7, 0xb0),
+                disarm(1, 30, 0x1000, 1, true),
+                disarm(2, 31, 0x2000, 2, true),
+            ],
+            vec![1, 2, 3],
+        );
+        assert_eq!(o.writers.len(), 1);
+        let sites = &o.writers[0].sites;
         assert_eq!(sites.len(), 2);
-        assert_eq!(sites[0].hits.len(), 2);
+        assert_eq!(sites[0].count, 2);
         assert_eq!(sites[0].victims.len(), 2);
         assert_eq!(
-            a.summary.headline(),
+            o.summary.headline(),
             "3 corruptions of 2 victims by 1 writer"
         );
     }
 
     #[test]
     fn clean_and_silent_verdicts() {
-        let events = [
-            arm(1, 10, 0x1000),
-            arm(2, 11, 0x2000),
-            disarm(1, 30, 0x1000, 0, false),
-            disarm(2, 31, 0x2000, 0, true),
-        ];
-        let a = analyze(&events, |_| vec![]);
-        assert_eq!(a.summary.clean, 1);
-        assert_eq!(a.summary.silent, 1);
+        let (_, o) = run(
+            vec![
+                arm(1, 10, 0x1000),
+                arm(2, 11, 0x2000),
+                disarm(1, 30, 0x1000, 0, false),
+                disarm(2, 31, 0x2000, 0, true),
+            ],
+            vec![],
+        );
+        assert_eq!(o.summary.clean, 1);
+        assert_eq!(o.summary.silent, 1);
         assert_eq!(
-            a.summary.headline(),
+            o.summary.headline(),
             "1 corruption of 1 victim by 0 writers"
         );
     }
 
     #[test]
     fn the_two_matches_are_independent_and_disagreement_shows() {
-        // The hit names id 2 but lands in frame 1's window and bytes.
-        let events = [
-            arm(1, 10, 0x1000),
-            arm(2, 40, 0x2000),
-            hit(2, 20, 0x1000, 7, 0xa0),
-            disarm(1, 30, 0x1000, 0, true),
-            disarm(2, 50, 0x2000, 0, false),
-        ];
-        let a = analyze(&events, |_| vec![]);
-        assert_eq!(a.hits[0].by_id, Some(1));
-        assert_eq!(a.hits[0].by_time, TimeMatch::One(0));
-        assert_eq!(a.hits[0].agreement(), "disagree");
-        assert_eq!(a.hits[0].victim(), None);
-        assert_eq!(a.summary.disagreements, 1);
+        // The hit names id 2 (armed, elsewhere) but lands in frame 1's bytes.
+        let (frames, o) = run(
+            vec![
+                arm(1, 10, 0x1000),
+                arm(2, 15, 0x2000),
+                hit(2, 20, 0x1000, 7, 0xa0),
+                disarm(1, 30, 0x1000, 0, true),
+                disarm(2, 50, 0x2000, 0, false),
+            ],
+            vec![],
+        );
+        assert_eq!(o.summary.disagreements, 1);
+        let m = &o.disagreements[0];
+        assert_eq!((m.by_id, &m.by_time), (Some(2), &TimeMatch::One(1)));
+        assert_eq!(m.agreement(), "disagree");
+        // Attached to the frame its id names.
+        assert_eq!(frames.iter().find(|f| f.arm.id == 2).unwrap().hit_count, 1);
     }
 
     #[test]
     fn hits_and_disarms_without_arms() {
-        let events = [hit(9, 20, 0x1000, 7, 0xa0), disarm(8, 30, 0x1000, 0, false)];
-        let a = analyze(&events, |_| vec![]);
-        assert_eq!(a.hits[0].agreement(), "unmatched");
-        assert_eq!(a.summary.unmatched_hits, 1);
-        assert_eq!(a.orphan_disarms.len(), 1);
+        let (_, o) = run(
+            vec![hit(9, 20, 0x1000, 7, 0xa0), disarm(8, 30, 0x1000, 0, false)],
+            vec![],
+        );
+        assert_eq!(o.unmatched[0].agreement(), "unmatched");
+        assert_eq!(o.summary.unmatched_hits, 1);
+        assert_eq!(o.summary.orphan_disarms, 1);
     }
 
     #[test]
     fn a_frame_still_armed_at_the_end() {
-        let events = [arm(1, 10, 0x1000), hit(1, 20, 0x1000, 7, 0xa0)];
-        let a = analyze(&events, |_| vec![]);
-        assert_eq!(a.victims[0].verdict(), None);
-        assert_eq!(a.hits[0].agreement(), "agree");
-        assert_eq!(a.summary.still_armed, 1);
+        let (frames, o) = run(
+            vec![arm(1, 10, 0x1000), hit(1, 20, 0x1000, 7, 0xa0)],
+            vec![],
+        );
+        assert_eq!(frames[0].verdict(), None);
+        assert_eq!(frames[0].hits[0].agreement(), "agree");
+        assert_eq!(o.summary.still_armed, 1);
+        assert_eq!(o.summary.victims, 1);
+    }
+
+    #[test]
+    fn memory_stays_bounded_on_a_hit_storm() {
+        let mut events = vec![arm(1, 10, 0x1000)];
+        events.extend((0..10_000).map(|k| hit(1, 20 + k, 0x1000, 7, 0xa0)));
+        events.push(disarm(1, 20_000, 0x1000, 10_000, true));
+        let (frames, o) = run(events, vec![]);
+        assert_eq!(frames[0].hit_count, 10_000);
+        assert_eq!(frames[0].hits.len(), HITS_KEPT);
+        assert_eq!(o.writers[0].sites[0].count, 10_000);
+        assert_eq!(o.writers[0].sites[0].examples.len(), HITS_KEPT);
     }
 }

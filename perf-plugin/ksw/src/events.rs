@@ -4,34 +4,44 @@
 //!
 //! Fields are found by name in the file's own format descriptions, never
 //! by offset, so a module with more or reordered fields still decodes.
+//!
+//! The stream is built in one pass with bounded memory: the file is mapped,
+//! samples are put in time order round by round (a `FINISHED_ROUND` record
+//! promises no later record is older than the round before it, as perf's
+//! own ordered-events queue assumes), and pages already read are given
+//! back to the kernel.
 
-use std::collections::HashMap;
+use std::cmp::{Ordering, Reverse};
+use std::collections::{BinaryHeap, HashMap};
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use ksw_core::events::{field, DisarmReason, ARM, DISARM, HIT, SYSTEM};
-use ksw_perf::{Kallsyms, PerfFile, ReadError, Record, Sample};
-use serde::Serialize;
+use ksw_perf::abi::record_type;
+use ksw_perf::{
+    DecodeError, EventFormat, Field, Kallsyms, PerfFile, ReadError, Record, Sample, Value,
+};
+
+use crate::mapping::Mapping;
 
 /// Where and when an event happened: the sample's own header.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Context {
     pub time_ns: u64,
     pub cpu: Option<u32>,
     pub pid: i32,
     pub tid: i32,
     /// Task name from the recording's COMM records, if any.
-    pub comm: Option<String>,
+    pub comm: Option<Arc<str>>,
     /// Kernel call chain (innermost first), when recorded with `-g`.
-    #[serde(skip)]
     pub callchain: Vec<u64>,
     /// File offset of the sample, for error messages.
-    #[serde(skip)]
     pub offset: u64,
 }
 
 /// `kstackwatch:ksw_arm`: a frame is watched (victim's context).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Arm {
     pub ctx: Context,
     pub id: u64,
@@ -46,7 +56,7 @@ pub struct Arm {
 }
 
 /// `kstackwatch:ksw_hit`: a watched slot was written (writer's context).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Hit {
     pub ctx: Context,
     pub id: u64,
@@ -65,7 +75,7 @@ pub struct Hit {
 }
 
 /// `kstackwatch:ksw_disarm`: a watch ended.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Disarm {
     pub ctx: Context,
     pub id: u64,
@@ -75,12 +85,7 @@ pub struct Disarm {
     pub exit_value: u64,
     pub hits: u32,
     pub corrupted: bool,
-    #[serde(serialize_with = "reason_name")]
     pub reason: Option<DisarmReason>,
-}
-
-fn reason_name<S: serde::Serializer>(r: &Option<DisarmReason>, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(r.map_or("unknown", DisarmReason::as_str))
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -100,20 +105,27 @@ impl Event {
     }
 }
 
-/// Everything a report needs from one recording.
+/// An opened recording: what a report needs besides the events, and the
+/// file to stream them from.
 #[derive(Debug)]
 pub struct Recording {
     pub path: PathBuf,
-    /// kstackwatch events, sorted by time.
-    pub events: Vec<Event>,
-    /// Events the kernel could not store (PERF_RECORD_LOST / LOST_SAMPLES).
-    pub lost: u64,
+    file: PerfFile,
+    mapping: Option<Mapping>,
     /// Kernel symbols: the recording's own copy if it has one.
     pub kallsyms: Kallsyms,
     /// Clock of the timestamps (1 = CLOCK_MONOTONIC), if known.
     pub clockid: Option<i32>,
     pub hostname: Option<String>,
     pub os_release: Option<String>,
+}
+
+/// What streaming counted.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StreamStats {
+    pub events: u64,
+    /// Events the kernel could not store (PERF_RECORD_LOST / LOST_SAMPLES).
+    pub lost: u64,
 }
 
 /// Why a recording cannot be reported on.
@@ -163,76 +175,227 @@ impl From<ReadError> for LoadError {
     }
 }
 
-/// Reads a perf.data file and decodes its kstackwatch samples.
-pub fn load(path: &Path) -> Result<Recording, LoadError> {
-    let file = PerfFile::open(path)?;
-    decode(path, &file)
-}
-
-/// Decodes the kstackwatch samples of an opened file.
-pub fn decode(path: &Path, file: &PerfFile) -> Result<Recording, LoadError> {
-    let mut comms: HashMap<i32, String> = HashMap::new();
-    let mut events = Vec::new();
-    let mut lost = 0;
-    let mut saw_ksw_format = false;
-    for record in file.records() {
-        match record? {
-            Record::Comm(c) => {
-                comms.insert(c.tid, c.comm.to_string());
-            }
-            Record::Lost(l) => lost += l.lost,
-            Record::LostSamples(l) => lost += l.lost,
-            Record::Sample(s) => {
-                let Some(format) = s.format else { continue };
-                if format.system != SYSTEM {
-                    continue;
-                }
-                saw_ksw_format = true;
-                if let Some(event) = decode_sample(path, &s, &comms)? {
-                    events.push(event);
-                }
-            }
-            _ => {}
-        }
-    }
-    if events.is_empty() && !saw_ksw_format && file.event_format(SYSTEM, HIT).is_none() {
+/// Opens a perf.data file: header, attributes, formats, symbols. The
+/// events are read by [`Recording::stream`].
+pub fn open(path: &Path) -> Result<Recording, LoadError> {
+    let io_err = |source| {
+        LoadError::from(ReadError::Io {
+            path: path.to_path_buf(),
+            source,
+        })
+    };
+    let (file, mapping) = match Mapping::open(path) {
+        Ok(m) => (PerfFile::from_source(Box::new(m.clone()))?, Some(m)),
+        // Not mappable (a pipe, an empty file): read it whole.
+        Err(_) => (
+            PerfFile::from_bytes(std::fs::read(path).map_err(io_err)?)?,
+            None,
+        ),
+    };
+    if !file
+        .attrs()
+        .iter()
+        .any(|a| a.format.as_ref().is_some_and(|f| f.system == SYSTEM))
+    {
         return Err(LoadError::NoKswEvents(path.to_path_buf()));
     }
-    // Stable: same-time events keep file order (arm before hit on one CPU).
-    events.sort_by_key(|e| e.ctx().time_ns);
     let features = file.features();
     Ok(Recording {
         path: path.to_path_buf(),
-        events,
-        lost,
         kallsyms: file.kallsyms(),
         clockid: file.clockid(),
         hostname: features.hostname.clone(),
         os_release: features.os_release.clone(),
+        file,
+        mapping,
     })
 }
 
-fn decode_sample(
+/// An event waiting in the reorder queue, smallest (time, file order) first.
+struct Queued {
+    time: u64,
+    seq: u64,
+    /// Boxed: the heap moves entries around, a pointer is cheap to move.
+    event: Box<Event>,
+}
+
+impl PartialEq for Queued {
+    fn eq(&self, other: &Self) -> bool {
+        (self.time, self.seq) == (other.time, other.seq)
+    }
+}
+impl Eq for Queued {}
+impl PartialOrd for Queued {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Queued {
+    fn cmp(&self, other: &Self) -> Ordering {
+        (self.time, self.seq).cmp(&(other.time, other.seq))
+    }
+}
+
+impl Recording {
+    /// Hands every kstackwatch event to `sink` in time order (ties in file
+    /// order), in one pass.
+    pub fn stream(&self, mut sink: impl FnMut(Event)) -> Result<StreamStats, LoadError> {
+        let mut stats = StreamStats::default();
+        let mut comms: HashMap<i32, Arc<str>> = HashMap::new();
+        let mut fields: HashMap<*const EventFormat, FieldSet<'_>> = HashMap::new();
+        let mut queue: BinaryHeap<Reverse<Queued>> = BinaryHeap::new();
+        let mut seq = 0u64;
+        let (mut max_time, mut flush_limit) = (0u64, 0u64);
+        let mut released = self.file.data_range().0;
+        let flush =
+            |queue: &mut BinaryHeap<Reverse<Queued>>, limit: u64, sink: &mut dyn FnMut(Event)| {
+                while queue.peek().is_some_and(|q| q.0.time <= limit) {
+                    if let Some(Reverse(q)) = queue.pop() {
+                        sink(*q.event);
+                    }
+                }
+            };
+        for raw in self.file.raw_records() {
+            let raw = raw?;
+            if raw.kind == record_type::FINISHED_ROUND {
+                // Everything up to the previous round's newest time is final.
+                flush(&mut queue, flush_limit, &mut sink);
+                flush_limit = max_time;
+                if let Some(m) = &self.mapping {
+                    m.release(released, raw.offset);
+                    released = raw.offset;
+                }
+                continue;
+            }
+            match self.file.parse_record(&raw)? {
+                Record::Comm(c) => {
+                    comms.insert(c.tid, Arc::from(c.comm.as_ref()));
+                }
+                Record::Lost(l) => stats.lost += l.lost,
+                Record::LostSamples(l) => stats.lost += l.lost,
+                Record::Sample(s) => {
+                    let Some(format) = s.format.filter(|f| f.system == SYSTEM) else {
+                        continue;
+                    };
+                    let set = fields
+                        .entry(format as *const EventFormat)
+                        .or_insert_with(|| FieldSet::new(format));
+                    if let Some(event) = decode_sample(&self.path, &s, set, &comms)? {
+                        let time = event.ctx().time_ns;
+                        max_time = max_time.max(time);
+                        queue.push(Reverse(Queued {
+                            time,
+                            seq,
+                            event: Box::new(event),
+                        }));
+                        seq += 1;
+                        stats.events += 1;
+                    }
+                }
+                _ => {}
+            }
+        }
+        flush(&mut queue, u64::MAX, &mut sink);
+        Ok(stats)
+    }
+}
+
+/// The fields of one kstackwatch event format, looked up by name once.
+struct FieldSet<'f> {
+    format: &'f EventFormat,
+    fields: [Option<&'f Field>; NAMES.len()],
+}
+
+/// Every field the decoder reads; [`FieldSet`] indexes them in this order.
+const NAMES: [&str; 20] = [
+    field::ID,
+    field::SLOT,
+    field::SPEC,
+    field::DEPTH,
+    field::PROBE_IP,
+    field::ADDR,
+    field::LEN,
+    field::SP,
+    field::VALUE,
+    field::WRITER_IP,
+    field::OLD_VALUE,
+    field::NEW_VALUE,
+    field::VICTIM_PID,
+    field::VICTIM_COMM,
+    field::WRITER_COMM,
+    field::ARM_VALUE,
+    field::EXIT_VALUE,
+    field::HITS,
+    field::CORRUPTED,
+    field::REASON,
+];
+
+fn index_of(name: &str) -> usize {
+    NAMES.iter().position(|n| *n == name).unwrap_or(0)
+}
+
+impl<'f> FieldSet<'f> {
+    fn new(format: &'f EventFormat) -> FieldSet<'f> {
+        FieldSet {
+            format,
+            fields: NAMES.map(|n| format.field(n)),
+        }
+    }
+
+    fn get(&self, name: &str, raw: &'f [u8]) -> Result<Value<'f>, DecodeError> {
+        match self.fields[index_of(name)] {
+            Some(f) => f.value(raw, self.format.big_endian),
+            None => Err(DecodeError::NoSuchField {
+                event: self.format.full_name(),
+                field: name.to_string(),
+            }),
+        }
+    }
+
+    fn has(&self, name: &str) -> bool {
+        self.fields[index_of(name)].is_some()
+    }
+}
+
+fn decode_sample<'f>(
     path: &Path,
-    s: &Sample<'_>,
-    comms: &HashMap<i32, String>,
+    s: &Sample<'f>,
+    set: &FieldSet<'f>,
+    comms: &HashMap<i32, Arc<str>>,
 ) -> Result<Option<Event>, LoadError> {
-    let Some(format) = s.format else {
-        return Ok(None);
-    };
-    let name: &'static str = match format.name.as_str() {
+    let name: &'static str = match set.format.name.as_str() {
         n if n == ARM => ARM,
         n if n == HIT => HIT,
         n if n == DISARM => DISARM,
         _ => return Ok(None),
     };
-    let err = |source| LoadError::Field {
+    let err = |source: DecodeError| LoadError::Field {
         path: path.to_path_buf(),
         offset: s.offset,
         event: name,
-        source: Box::new(source),
+        source: Box::new(ReadError::Field {
+            offset: s.offset,
+            event: set.format.full_name(),
+            source,
+        }),
     };
-    let u = |f: &str| s.u64(f).map_err(err);
+    let raw = s.raw;
+    let u = |f: &str| -> Result<u64, LoadError> {
+        let v = set.get(f, raw).map_err(err)?;
+        v.as_u64().ok_or_else(|| {
+            err(DecodeError::NotInteger {
+                field: f.to_string(),
+            })
+        })
+    };
+    let text = |f: &str| -> Result<String, LoadError> {
+        match set.get(f, raw).map_err(err)? {
+            Value::Str(t) => Ok(t.into_owned()),
+            _ => Err(err(DecodeError::NotString {
+                field: f.to_string(),
+            })),
+        }
+    };
     let tid = s.tid.unwrap_or(-1);
     let ctx = Context {
         time_ns: s.time.unwrap_or(0),
@@ -264,13 +427,13 @@ fn decode_sample(
             writer_ip: u(field::WRITER_IP)?,
             old_value: u(field::OLD_VALUE)?,
             new_value: u(field::NEW_VALUE)?,
-            victim_pid: s.i64(field::VICTIM_PID).map_err(err)? as i32,
-            victim_comm: s.str(field::VICTIM_COMM).map_err(err)?.into_owned(),
-            writer_comm: format
-                .field(field::WRITER_COMM)
-                .map(|_| s.str(field::WRITER_COMM).map(|c| c.into_owned()))
-                .transpose()
-                .map_err(err)?,
+            victim_pid: u(field::VICTIM_PID)? as i32,
+            victim_comm: text(field::VICTIM_COMM)?,
+            writer_comm: if set.has(field::WRITER_COMM) {
+                Some(text(field::WRITER_COMM)?)
+            } else {
+                None
+            },
             probe_ip: u(field::PROBE_IP)?,
             ctx,
         }),

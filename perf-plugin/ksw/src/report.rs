@@ -1,98 +1,20 @@
-//! The report: one model built from an analysis, printed as text or JSON,
-//! so both outputs always say the same thing.
+//! The report: one model (built frame by frame as the stream goes), printed
+//! as text or JSON, so both outputs always say the same thing.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use crate::correlate::{Analysis, TimeMatch};
-use crate::events::{Hit, Recording};
+use crate::correlate::{self, Frame, MatchedHit, Outcome, Summary, TimeMatch, Writer};
+use crate::events::{Hit, Recording, StreamStats};
 use crate::graph::Graph;
 use crate::symbols::{self, Symbols};
-
-#[derive(Debug, Serialize)]
-pub struct Report {
-    pub recording: RecordingInfo,
-    pub summary: SummaryOut,
-    pub victims: Vec<VictimOut>,
-    pub writers: Vec<WriterOut>,
-    pub hits: Vec<HitOut>,
-    pub notes: Vec<String>,
-}
-
-#[derive(Debug, Serialize)]
-pub struct RecordingInfo {
-    pub path: String,
-    pub hostname: Option<String>,
-    pub os_release: Option<String>,
-    pub clock: String,
-    pub events: usize,
-    pub lost: u64,
-    pub symbols: String,
-    pub graph: Option<String>,
-}
-
-#[derive(Debug, Serialize)]
-pub struct SummaryOut {
-    pub headline: String,
-    pub corruptions: usize,
-    pub victims: usize,
-    pub writers: usize,
-    pub frames: usize,
-    pub clean: usize,
-    pub silently_corrupted: usize,
-    pub still_armed: usize,
-    pub unmatched_hits: usize,
-    pub disagreements: usize,
-}
 
 #[derive(Debug, Serialize)]
 pub struct Task {
     pub pid: i32,
     pub comm: String,
-}
-
-#[derive(Debug, Serialize)]
-pub struct VictimOut {
-    pub id: u64,
-    pub function: Option<String>,
-    pub probe: String,
-    pub depth: u32,
-    pub task: Task,
-    pub cpu: Option<u32>,
-    pub address: String,
-    pub len: u8,
-    pub sp_offset: u64,
-    pub armed_ns: u64,
-    pub disarmed_ns: Option<u64>,
-    pub value_at_arm: String,
-    pub value_at_exit: Option<String>,
-    pub verdict: String,
-    pub disarm_reason: Option<String>,
-    /// Indices into `hits`.
-    pub hits: Vec<usize>,
-    pub call_chain: Vec<String>,
-    pub graph: Option<GraphOut>,
-}
-
-#[derive(Debug, Serialize)]
-pub struct SiteOut {
-    pub instruction: String,
-    pub count: usize,
-    /// Indices into `hits`.
-    pub hits: Vec<usize>,
-    pub cpus: Vec<u32>,
-    /// Watch ids of the frames written.
-    pub victims: Vec<u64>,
-    pub call_chain: Vec<String>,
-    pub graph: Option<GraphOut>,
-}
-
-#[derive(Debug, Serialize)]
-pub struct WriterOut {
-    pub task: Task,
-    pub hits: usize,
-    pub sites: Vec<SiteOut>,
 }
 
 #[derive(Debug, Serialize)]
@@ -123,6 +45,87 @@ pub struct GraphOut {
     pub calls: Vec<(usize, String, Option<u64>)>,
 }
 
+#[derive(Debug, Serialize)]
+pub struct FrameOut {
+    pub id: u64,
+    pub function: Option<String>,
+    pub probe: String,
+    pub depth: u32,
+    pub task: Task,
+    pub cpu: Option<u32>,
+    pub address: String,
+    pub len: u8,
+    pub sp_offset: u64,
+    pub armed_ns: u64,
+    pub disarmed_ns: Option<u64>,
+    pub value_at_arm: String,
+    pub value_at_exit: Option<String>,
+    pub verdict: String,
+    pub disarm_reason: Option<String>,
+    pub hit_count: u64,
+    /// The first hits (see `hit_count` for all).
+    pub hits: Vec<HitOut>,
+    pub call_chain: Vec<String>,
+    pub graph: Option<GraphOut>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct SiteOut {
+    pub instruction: String,
+    pub count: u64,
+    pub cpus: Vec<u32>,
+    /// Watch ids of the frames written.
+    pub victims: Vec<u64>,
+    /// The first hits.
+    pub examples: Vec<HitOut>,
+    pub call_chain: Vec<String>,
+    pub graph: Option<GraphOut>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct WriterOut {
+    pub task: Task,
+    pub hits: u64,
+    pub sites: Vec<SiteOut>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct RecordingInfo {
+    pub path: String,
+    pub hostname: Option<String>,
+    pub os_release: Option<String>,
+    pub clock: String,
+    pub events: u64,
+    pub lost: u64,
+    pub symbols: String,
+    pub graph: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct SummaryOut {
+    pub headline: String,
+    pub corruptions: u64,
+    pub victims: u64,
+    pub writers: u64,
+    pub frames: u64,
+    pub hit: u64,
+    pub clean: u64,
+    pub silently_corrupted: u64,
+    pub still_armed: u64,
+    pub unmatched_hits: u64,
+    pub disagreements: u64,
+}
+
+/// Everything but the frames (those stream).
+#[derive(Debug, Serialize)]
+pub struct Tail {
+    pub recording: RecordingInfo,
+    pub summary: SummaryOut,
+    pub writers: Vec<WriterOut>,
+    pub unmatched_hits: Vec<HitOut>,
+    pub notes: Vec<String>,
+}
+
 fn hex(v: u64) -> String {
     format!("{v:#x}")
 }
@@ -138,111 +141,98 @@ fn clock_name(clockid: Option<i32>) -> String {
     }
 }
 
-pub fn build(
-    recording: &Recording,
-    analysis: &Analysis<'_>,
-    symbols: &Symbols,
-    graph: Option<(&str, &Graph)>,
-) -> Report {
-    let mut notes = Vec::new();
-    let watch_id = |v: usize| analysis.victims[v].arm.id;
+/// Turns correlator output into the report model.
+#[derive(Debug)]
+pub struct Renderer<'a> {
+    pub symbols: &'a Symbols,
+    pub graph: Option<(&'a str, &'a Graph)>,
+}
 
-    let hits: Vec<HitOut> = analysis
-        .hits
-        .iter()
-        .map(|m| {
-            let h = m.hit;
-            HitOut {
-                id: h.id,
-                time_ns: h.ctx.time_ns,
-                cpu: h.ctx.cpu,
-                writer: writer_task(h),
-                instruction: symbols.describe(h.writer_ip),
-                address: hex(h.addr),
-                old_value: hex(h.old_value),
-                new_value: hex(h.new_value),
-                victim: Task {
-                    pid: h.victim_pid,
-                    comm: h.victim_comm.clone(),
-                },
-                matched_by_id: m.by_id.map(watch_id),
-                matched_by_time: match &m.by_time {
-                    TimeMatch::One(v) => Some(watch_id(*v)),
-                    _ => None,
-                },
-                agreement: m.agreement().to_string(),
-            }
-        })
-        .collect();
-    for (m, out) in analysis.hits.iter().zip(&hits) {
-        match m.agreement() {
-            "agree" => {}
-            "unmatched" => notes.push(format!(
-                "hit on watch {} at {} matches no recorded arm (armed before the recording started?)",
-                out.id, out.address
-            )),
-            other => notes.push(format!(
-                "hit on watch {} at {}: id and time/address matches {other} (by id: {:?}, by time: {:?})",
-                out.id, out.address, out.matched_by_id, m.by_time
-            )),
+impl Renderer<'_> {
+    pub fn hit(&self, m: &MatchedHit) -> HitOut {
+        let h = &m.hit;
+        HitOut {
+            id: h.id,
+            time_ns: h.ctx.time_ns,
+            cpu: h.ctx.cpu,
+            writer: Task {
+                pid: h.ctx.tid,
+                comm: correlate::writer_comm(h),
+            },
+            instruction: self.symbols.describe(h.writer_ip),
+            address: hex(h.addr),
+            old_value: hex(h.old_value),
+            new_value: hex(h.new_value),
+            victim: Task {
+                pid: h.victim_pid,
+                comm: h.victim_comm.clone(),
+            },
+            matched_by_id: m.by_id,
+            matched_by_time: match m.by_time {
+                TimeMatch::One(id) => Some(id),
+                _ => None,
+            },
+            agreement: m.agreement().to_string(),
         }
     }
 
-    let victims: Vec<VictimOut> = analysis
-        .victims
-        .iter()
-        .map(|v| {
-            let a = v.arm;
-            let chain = symbols::victim_chain(&a.ctx.callchain, a.probe_ip);
-            VictimOut {
-                id: a.id,
-                function: symbols.function(a.probe_ip),
-                probe: symbols.describe(a.probe_ip),
-                depth: a.depth,
-                task: Task {
-                    pid: a.ctx.tid,
-                    comm: victim_comm(recording, analysis, v),
-                },
-                cpu: a.ctx.cpu,
-                address: hex(a.addr),
-                len: a.len,
-                sp_offset: a.addr.wrapping_sub(a.sp),
-                armed_ns: a.ctx.time_ns,
-                disarmed_ns: v.disarm.map(|d| d.ctx.time_ns),
-                value_at_arm: hex(a.value),
-                value_at_exit: v.disarm.map(|d| hex(d.exit_value)),
-                verdict: v
-                    .verdict()
-                    .map_or("still armed at end of recording".into(), |x| {
-                        x.as_str().to_string()
-                    }),
-                disarm_reason: v
-                    .disarm
-                    .and_then(|d| d.reason)
-                    .map(|r| r.as_str().to_string()),
-                hits: v.hits.clone(),
-                call_chain: chain
-                    .iter()
-                    .map(|&ip| symbols.describe_return(ip))
-                    .collect(),
-                graph: graph.map(|(_, g)| {
-                    victim_graph(
-                        g,
-                        a.id,
-                        a.addr,
-                        a.ctx.tid,
-                        a.ctx.time_ns,
-                        v.disarm.map(|d| d.ctx.time_ns),
-                    )
+    pub fn frame(&self, f: &Frame) -> FrameOut {
+        let a = &f.arm;
+        let chain = symbols::victim_chain(&a.ctx.callchain, a.probe_ip);
+        FrameOut {
+            id: a.id,
+            function: self.symbols.function(a.probe_ip),
+            probe: self.symbols.describe(a.probe_ip),
+            depth: a.depth,
+            // The kernel's own name for the victim (in hits), else COMM tracking.
+            task: Task {
+                pid: a.ctx.tid,
+                comm: f
+                    .hits
+                    .first()
+                    .map(|m| m.hit.victim_comm.clone())
+                    .or_else(|| a.ctx.comm.as_deref().map(str::to_string))
+                    .unwrap_or_else(|| "?".into()),
+            },
+            cpu: a.ctx.cpu,
+            address: hex(a.addr),
+            len: a.len,
+            sp_offset: a.addr.wrapping_sub(a.sp),
+            armed_ns: a.ctx.time_ns,
+            disarmed_ns: f.disarm.as_ref().map(|d| d.ctx.time_ns),
+            value_at_arm: hex(a.value),
+            value_at_exit: f.disarm.as_ref().map(|d| hex(d.exit_value)),
+            verdict: f
+                .verdict()
+                .map_or("still armed at end of recording".into(), |v| {
+                    v.as_str().to_string()
                 }),
-            }
-        })
-        .collect();
+            disarm_reason: f
+                .disarm
+                .as_ref()
+                .and_then(|d| d.reason)
+                .map(|r| r.as_str().to_string()),
+            hit_count: f.hit_count,
+            hits: f.hits.iter().map(|m| self.hit(m)).collect(),
+            call_chain: chain
+                .iter()
+                .map(|&ip| self.symbols.describe_return(ip))
+                .collect(),
+            graph: self.graph.map(|(_, g)| {
+                victim_graph(
+                    g,
+                    a.id,
+                    a.addr,
+                    a.ctx.tid,
+                    a.ctx.time_ns,
+                    f.disarm.as_ref().map(|d| d.ctx.time_ns),
+                )
+            }),
+        }
+    }
 
-    let writers: Vec<WriterOut> = analysis
-        .writers
-        .iter()
-        .map(|w| WriterOut {
+    fn writer(&self, w: &Writer) -> WriterOut {
+        WriterOut {
             task: Task {
                 pid: w.tid,
                 comm: w.comm.clone(),
@@ -251,104 +241,103 @@ pub fn build(
             sites: w
                 .sites
                 .iter()
-                .map(|s| {
-                    let first = analysis.hits[s.hits[0]].hit;
-                    SiteOut {
-                        instruction: symbols.describe(s.writer_ip),
-                        count: s.hits.len(),
-                        hits: s.hits.clone(),
-                        cpus: s.cpus.iter().copied().collect(),
-                        victims: s.victims.iter().map(|&v| watch_id(v)).collect(),
-                        call_chain: s
-                            .chain
-                            .iter()
-                            .enumerate()
-                            // The first entry is the writer ip itself (not a return address).
-                            .map(|(i, &ip)| {
-                                if i == 0 {
-                                    symbols.describe(ip)
-                                } else {
-                                    symbols.describe_return(ip)
-                                }
-                            })
-                            .collect(),
-                        graph: graph.map(|(_, g)| writer_graph(g, first)),
-                    }
+                .map(|s| SiteOut {
+                    instruction: self.symbols.describe(s.writer_ip),
+                    count: s.count,
+                    cpus: s.cpus.iter().copied().collect(),
+                    victims: s.victims.iter().copied().collect(),
+                    examples: s.examples.iter().map(|m| self.hit(m)).collect(),
+                    call_chain: s
+                        .chain
+                        .iter()
+                        .enumerate()
+                        // The first entry is the writer ip itself, not a return address.
+                        .map(|(i, &ip)| {
+                            if i == 0 {
+                                self.symbols.describe(ip)
+                            } else {
+                                self.symbols.describe_return(ip)
+                            }
+                        })
+                        .collect(),
+                    graph: match (self.graph, s.examples.first()) {
+                        (Some((_, g)), Some(m)) => Some(writer_graph(g, &m.hit)),
+                        _ => None,
+                    },
                 })
                 .collect(),
-        })
-        .collect();
-
-    if recording.lost > 0 {
-        notes.push(format!(
-            "{} events were lost while recording: verdicts may be incomplete",
-            recording.lost
-        ));
-    }
-    if !analysis.orphan_disarms.is_empty() {
-        notes.push(format!(
-            "{} disarm(s) without a recorded arm (frames armed before the recording started)",
-            analysis.orphan_disarms.len()
-        ));
-    }
-    if symbols.is_empty() && !recording.events.is_empty() {
-        notes.push("no kernel symbols: pass --kallsyms (a copy of the recording machine's /proc/kallsyms) or record with `ksw record`".into());
+        }
     }
 
-    let s = &analysis.summary;
-    Report {
-        recording: RecordingInfo {
-            path: recording.path.display().to_string(),
-            hostname: recording.hostname.clone(),
-            os_release: recording.os_release.clone(),
-            clock: clock_name(recording.clockid),
-            events: recording.events.len(),
-            lost: recording.lost,
-            symbols: symbols.source.to_string(),
-            graph: graph.map(|(p, _)| p.to_string()),
-        },
-        summary: SummaryOut {
-            headline: s.headline(),
-            corruptions: s.corruptions,
-            victims: s.victims,
-            writers: s.writers,
-            frames: s.frames,
-            clean: s.clean,
-            silently_corrupted: s.silent,
-            still_armed: s.still_armed,
-            unmatched_hits: s.unmatched_hits,
-            disagreements: s.disagreements,
-        },
-        victims,
-        writers,
-        hits,
-        notes,
+    pub fn tail(&self, recording: &Recording, stats: StreamStats, outcome: &Outcome) -> Tail {
+        let mut notes = Vec::new();
+        let s: &Summary = &outcome.summary;
+        if stats.lost > 0 {
+            notes.push(format!(
+                "{} events were lost while recording: verdicts may be incomplete",
+                stats.lost
+            ));
+        }
+        if s.unmatched_hits > 0 {
+            notes.push(format!(
+                "{} hit(s) match no recorded arm (armed before the recording started?)",
+                s.unmatched_hits
+            ));
+        }
+        for m in &outcome.disagreements {
+            notes.push(format!(
+                "hit on watch {} at {:#x}: id and time/address matches {} (by id: {:?}, by time: {:?})",
+                m.hit.id,
+                m.hit.addr,
+                m.agreement(),
+                m.by_id,
+                m.by_time
+            ));
+        }
+        if s.disagreements > outcome.disagreements.len() as u64 {
+            notes.push(format!(
+                "... and {} more disagreements",
+                s.disagreements - outcome.disagreements.len() as u64
+            ));
+        }
+        if s.orphan_disarms > 0 {
+            notes.push(format!(
+                "{} disarm(s) without a recorded arm (frames armed before the recording started)",
+                s.orphan_disarms
+            ));
+        }
+        if self.symbols.is_empty() && stats.events > 0 {
+            notes.push("no kernel symbols: pass --kallsyms (a copy of the recording machine's /proc/kallsyms) or record with `ksw record`".into());
+        }
+        Tail {
+            recording: RecordingInfo {
+                path: recording.path.display().to_string(),
+                hostname: recording.hostname.clone(),
+                os_release: recording.os_release.clone(),
+                clock: clock_name(recording.clockid),
+                events: stats.events,
+                lost: stats.lost,
+                symbols: self.symbols.source.to_string(),
+                graph: self.graph.map(|(p, _)| p.to_string()),
+            },
+            summary: SummaryOut {
+                headline: s.headline(),
+                corruptions: s.corruptions,
+                victims: s.victims,
+                writers: s.writers,
+                frames: s.frames,
+                hit: s.hit,
+                clean: s.clean,
+                silently_corrupted: s.silent,
+                still_armed: s.still_armed,
+                unmatched_hits: s.unmatched_hits,
+                disagreements: s.disagreements,
+            },
+            writers: outcome.writers.iter().map(|w| self.writer(w)).collect(),
+            unmatched_hits: outcome.unmatched.iter().map(|m| self.hit(m)).collect(),
+            notes,
+        }
     }
-}
-
-fn writer_task(h: &Hit) -> Task {
-    Task {
-        pid: h.ctx.tid,
-        comm: h
-            .writer_comm
-            .clone()
-            .or_else(|| h.ctx.comm.clone())
-            .unwrap_or_else(|| "?".into()),
-    }
-}
-
-/// The victim's name: what the kernel put in a hit if the frame was hit,
-/// else the recording's COMM tracking.
-fn victim_comm(
-    _recording: &Recording,
-    analysis: &Analysis<'_>,
-    v: &crate::correlate::Victim<'_>,
-) -> String {
-    v.hits
-        .first()
-        .map(|&i| analysis.hits[i].hit.victim_comm.clone())
-        .or_else(|| v.arm.ctx.comm.clone())
-        .unwrap_or_else(|| "?".into())
 }
 
 fn unmatched(g: &Graph, tid: i32, time_ns: u64) -> GraphOut {
@@ -412,13 +401,40 @@ fn duration(ns: u64) -> String {
     }
 }
 
-/// Hits listed per writer site in text (JSON has them all).
-const HITS_SHOWN: usize = 10;
+/// The frames a text report lists, and how the others add up.
+#[derive(Debug, Default)]
+pub struct FrameListing {
+    pub shown: Vec<FrameOut>,
+    /// Frames not listed, by (function, verdict).
+    pub others: BTreeMap<(String, String), u64>,
+}
+
+impl FrameListing {
+    /// Lists `frame` if fewer than `max` are listed (0: list all), else
+    /// counts it; only listed frames are rendered.
+    pub fn add(&mut self, frame: &Frame, renderer: &Renderer<'_>, max: usize) {
+        if max == 0 || self.shown.len() < max {
+            self.shown.push(renderer.frame(frame));
+            return;
+        }
+        let function = renderer
+            .symbols
+            .function(frame.arm.probe_ip)
+            .unwrap_or_else(|| format!("{:#x}", frame.arm.probe_ip));
+        let verdict = frame
+            .verdict()
+            .map_or("still armed at end of recording", |v| v.as_str());
+        *self
+            .others
+            .entry((function, verdict.to_string()))
+            .or_default() += 1;
+    }
+}
 
 /// The human-readable report.
-pub fn render_text(r: &Report) -> String {
+pub fn render_text(tail: &Tail, frames: &FrameListing) -> String {
     let mut o = String::new();
-    let rec = &r.recording;
+    let rec = &tail.recording;
     let _ = writeln!(
         o,
         "ksw report: {} ({}{}clock {}, {} events, {} lost)",
@@ -439,104 +455,39 @@ pub fn render_text(r: &Report) -> String {
     if let Some(g) = &rec.graph {
         let _ = writeln!(o, "function_graph: {g}");
     }
-    let s = &r.summary;
+    let s = &tail.summary;
     let _ = writeln!(o, "\n{}", s.headline);
     let _ = writeln!(
         o,
         "  {} watched frame(s): {} hit, {} silently corrupted, {} clean, {} still armed",
-        s.frames,
-        s.frames - s.clean - s.silently_corrupted - s.still_armed,
-        s.silently_corrupted,
-        s.clean,
-        s.still_armed
+        s.frames, s.hit, s.silently_corrupted, s.clean, s.still_armed
     );
 
     let _ = writeln!(o, "\nVictim frames");
-    if r.victims.is_empty() {
+    if frames.shown.is_empty() {
         let _ = writeln!(o, "  (none armed in this recording)");
     }
-    for v in &r.victims {
+    let mut shown: Vec<&FrameOut> = frames.shown.iter().collect();
+    shown.sort_by_key(|f| (f.armed_ns, f.id));
+    for v in shown {
+        render_frame(&mut o, v);
+    }
+    if !frames.others.is_empty() {
+        let more: u64 = frames.others.values().sum();
         let _ = writeln!(
             o,
-            "  watch {}: {} (probe {}, depth {})",
-            v.id,
-            v.function.as_deref().unwrap_or("?"),
-            v.probe,
-            v.depth
+            "  ... {more} more frame(s) (--max-frames 0 lists all; all are in --format json):"
         );
-        let _ = writeln!(
-            o,
-            "    task     {}/{}{}",
-            v.task.comm,
-            v.task.pid,
-            v.cpu.map(|c| format!(" on cpu {c}")).unwrap_or_default()
-        );
-        let _ = writeln!(
-            o,
-            "    address  {} ({} bytes, sp+{:#x})",
-            v.address, v.len, v.sp_offset
-        );
-        match v.disarmed_ns {
-            Some(end) => {
-                let _ = writeln!(
-                    o,
-                    "    window   {} .. {} ({})",
-                    secs(v.armed_ns),
-                    secs(end),
-                    duration(end.saturating_sub(v.armed_ns))
-                );
-            }
-            None => {
-                let _ = writeln!(o, "    window   {} .. (still armed)", secs(v.armed_ns));
-            }
-        }
-        let _ = writeln!(
-            o,
-            "    value    {} at arm -> {} at exit",
-            v.value_at_arm,
-            v.value_at_exit.as_deref().unwrap_or("?")
-        );
-        let writers: Vec<String> = v
-            .hits
-            .iter()
-            .map(|&i| format!("{}/{}", r.hits[i].writer.comm, r.hits[i].writer.pid))
-            .collect();
-        let verdict = match v.verdict.as_str() {
-            "hit" => format!(
-                "HIT: {} write(s) caught, by {}{}",
-                v.hits.len(),
-                writers.join(", "),
-                if v.value_at_exit.as_deref() != Some(v.value_at_arm.as_str()) {
-                    "; value changed"
-                } else {
-                    "; value restored"
-                }
-            ),
-            "silently corrupted" => {
-                "SILENTLY CORRUPTED: the value changed but no write was caught".into()
-            }
-            "clean" => "clean".into(),
-            other => other.to_string(),
-        };
-        let _ = writeln!(o, "    verdict  {verdict}");
-        if let Some(reason) = &v.disarm_reason {
-            if reason != "return" {
-                let _ = writeln!(o, "    ended    by {reason}");
-            }
-        }
-        if !v.call_chain.is_empty() {
-            let _ = writeln!(o, "    armed in {}", v.call_chain.join(" <- "));
-        }
-        if let Some(g) = &v.graph {
-            render_graph(&mut o, "victim", g);
+        for ((function, verdict), n) in &frames.others {
+            let _ = writeln!(o, "      {n:>8} x {function}: {verdict}");
         }
     }
 
     let _ = writeln!(o, "\nWriters");
-    if r.writers.is_empty() {
+    if tail.writers.is_empty() {
         let _ = writeln!(o, "  (no write caught)");
     }
-    for w in &r.writers {
+    for w in &tail.writers {
         let _ = writeln!(o, "  {}/{}: {} write(s)", w.task.comm, w.task.pid, w.hits);
         for site in &w.sites {
             let cpus: Vec<String> = site.cpus.iter().map(u32::to_string).collect();
@@ -547,28 +498,14 @@ pub fn render_text(r: &Report) -> String {
                 site.instruction,
                 cpus.join(",")
             );
-            for hit in r
-                .hits
-                .iter()
-                .filter(|h| h.writer.pid == w.task.pid && h.instruction == site.instruction)
-            {
-                let _ = writeln!(
-                    o,
-                    "      {}  watch {} ({}/{}): {} -> {} at {}",
-                    secs(hit.time_ns),
-                    hit.id,
-                    hit.victim.comm,
-                    hit.victim.pid,
-                    hit.old_value,
-                    hit.new_value,
-                    hit.address
-                );
+            for hit in &site.examples {
+                render_hit_line(&mut o, hit);
             }
-            if site.hits.len() > HITS_SHOWN {
+            if site.count > site.examples.len() as u64 {
                 let _ = writeln!(
                     o,
-                    "      ... {} more (all in --format json)",
-                    site.hits.len() - HITS_SHOWN
+                    "      ... {} more",
+                    site.count - site.examples.len() as u64
                 );
             }
             if !site.call_chain.is_empty() {
@@ -582,13 +519,111 @@ pub fn render_text(r: &Report) -> String {
             }
         }
     }
-    if !r.notes.is_empty() {
+    if !tail.unmatched_hits.is_empty() {
+        let _ = writeln!(o, "\nHits without a recorded frame");
+        for hit in &tail.unmatched_hits {
+            render_hit_line(&mut o, hit);
+        }
+    }
+    if !tail.notes.is_empty() {
         let _ = writeln!(o, "\nNotes");
-        for n in &r.notes {
+        for n in &tail.notes {
             let _ = writeln!(o, "  - {n}");
         }
     }
     o
+}
+
+fn render_hit_line(o: &mut String, hit: &HitOut) {
+    let _ = writeln!(
+        o,
+        "      {}  watch {} ({}/{}): {} -> {} at {}",
+        secs(hit.time_ns),
+        hit.id,
+        hit.victim.comm,
+        hit.victim.pid,
+        hit.old_value,
+        hit.new_value,
+        hit.address
+    );
+}
+
+fn render_frame(o: &mut String, v: &FrameOut) {
+    let _ = writeln!(
+        o,
+        "  watch {}: {} (probe {}, depth {})",
+        v.id,
+        v.function.as_deref().unwrap_or("?"),
+        v.probe,
+        v.depth
+    );
+    let _ = writeln!(
+        o,
+        "    task     {}/{}{}",
+        v.task.comm,
+        v.task.pid,
+        v.cpu.map(|c| format!(" on cpu {c}")).unwrap_or_default()
+    );
+    let _ = writeln!(
+        o,
+        "    address  {} ({} bytes, sp+{:#x})",
+        v.address, v.len, v.sp_offset
+    );
+    match v.disarmed_ns {
+        Some(end) => {
+            let _ = writeln!(
+                o,
+                "    window   {} .. {} ({})",
+                secs(v.armed_ns),
+                secs(end),
+                duration(end.saturating_sub(v.armed_ns))
+            );
+        }
+        None => {
+            let _ = writeln!(o, "    window   {} .. (still armed)", secs(v.armed_ns));
+        }
+    }
+    let _ = writeln!(
+        o,
+        "    value    {} at arm -> {} at exit",
+        v.value_at_arm,
+        v.value_at_exit.as_deref().unwrap_or("?")
+    );
+    let mut writers: Vec<String> = v
+        .hits
+        .iter()
+        .map(|h| format!("{}/{}", h.writer.comm, h.writer.pid))
+        .collect();
+    writers.dedup();
+    let verdict = match v.verdict.as_str() {
+        "hit" => format!(
+            "HIT: {} write(s) caught, by {}{}",
+            v.hit_count,
+            writers.join(", "),
+            if v.value_at_exit.as_deref() != Some(v.value_at_arm.as_str()) {
+                "; value changed"
+            } else {
+                "; value restored"
+            }
+        ),
+        "silently corrupted" => {
+            "SILENTLY CORRUPTED: the value changed but no write was caught".into()
+        }
+        "clean" => "clean".into(),
+        other => other.to_string(),
+    };
+    let _ = writeln!(o, "    verdict  {verdict}");
+    if let Some(reason) = &v.disarm_reason {
+        if reason != "return" {
+            let _ = writeln!(o, "    ended    by {reason}");
+        }
+    }
+    if !v.call_chain.is_empty() {
+        let _ = writeln!(o, "    armed in {}", v.call_chain.join(" <- "));
+    }
+    if let Some(g) = &v.graph {
+        render_graph(o, "victim", g);
+    }
 }
 
 fn render_graph(o: &mut String, who: &str, g: &GraphOut) {

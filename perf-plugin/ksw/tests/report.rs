@@ -95,9 +95,12 @@ fn json_carries_the_same_facts() {
         v["writers"][0]["sites"][0]["instruction"],
         "ksw_test_corrupt+0x3 [kstackwatch_test]"
     );
-    assert_eq!(v["hits"][0]["agreement"], "agree");
-    assert_eq!(v["hits"][0]["matched_by_id"], 1);
-    assert_eq!(v["hits"][0]["matched_by_time"], 1);
+    let hit = &v["victims"][0]["hits"][0];
+    assert_eq!(hit["agreement"], "agree");
+    assert_eq!(hit["matched_by_id"], 1);
+    assert_eq!(hit["matched_by_time"], 1);
+    assert_eq!(hit["writer"]["comm"], "ksw-writer");
+    assert_eq!(v["victims"][0]["hit_count"], 1);
 }
 
 #[test]
@@ -114,6 +117,19 @@ fn more_victims_than_slots() {
     assert_eq!(sites.len(), 1, "identical hits are grouped");
     assert_eq!(sites[0]["count"], 4);
     assert_eq!(sites[0]["victims"].as_array().unwrap().len(), 4);
+    assert_eq!(sites[0]["examples"].as_array().unwrap().len(), 4);
+}
+
+#[test]
+fn text_lists_the_first_frames_and_counts_the_rest() {
+    let text = report("many.perf.data", &["--max-frames", "1"]);
+    assert_eq!(
+        text.lines().filter(|l| l.starts_with("  watch ")).count(),
+        1,
+        "{text}"
+    );
+    assert!(text.contains("... 3 more frame(s)"), "{text}");
+    assert!(text.contains("       3 x ksw_test_victim: hit"), "{text}");
 }
 
 #[test]
