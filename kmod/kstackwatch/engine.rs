@@ -31,9 +31,9 @@ use crate::ksw_core::stats::{Counter, Counters, Histogram};
 
 static SLOTS: SlotTable = SlotTable::new();
 static COUNTERS: Counters = Counters::new();
-/// Probe hit → this CPU's debug register programmed.
+/// Arm decision → this CPU's debug register programmed, event emitted.
 static ARM_LOCAL_NS: Histogram = Histogram::new();
-/// Probe hit → the last other CPU programmed (the window another CPU's
+/// Arm decision → the last other CPU programmed (the window another CPU's
 /// write could slip through).
 static ARM_WINDOW_NS: Histogram = Histogram::new();
 /// Function exit → this CPU's debug register back to idle, event emitted.
@@ -113,7 +113,6 @@ extern "C" fn ksw_rs_on_probe(owner: *mut c_void, regs: *mut PtRegs, probe_ip: u
         COUNTERS.inc(Counter::NmiContext);
         return;
     }
-    let t0 = glue::now_ns();
     let task = glue::current_task();
     let (count, innermost) = probe.hooked_calls();
     let decision = frame::decide(
@@ -123,7 +122,7 @@ extern "C" fn ksw_rs_on_probe(owner: *mut c_void, regs: *mut PtRegs, probe_ip: u
         || glue::frame_of(regs),
     );
     match decision {
-        ProbeDecision::Arm { depth, frame } => arm(active, task, frame, depth, probe_ip, (sp, bp), t0),
+        ProbeDecision::Arm { depth, frame } => arm(active, task, frame, depth, probe_ip, (sp, bp)),
         ProbeDecision::OtherDepth => COUNTERS.inc(Counter::OtherDepth),
         ProbeDecision::AlreadyArmed => {}
         ProbeDecision::ExitUnobservable => COUNTERS.inc(Counter::ExitUnobservable),
@@ -131,7 +130,10 @@ extern "C" fn ksw_rs_on_probe(owner: *mut c_void, regs: *mut PtRegs, probe_ip: u
     }
 }
 
-fn arm(active: &ActiveSpec, task: usize, frame_addr: usize, depth: u32, probe_ip: usize, regs: (usize, usize), t0: u64) {
+/// Arms `frame_addr`'s watch. The clock starts here, after the decision:
+/// the non-arming path (every other call) takes no timestamp.
+fn arm(active: &ActiveSpec, task: usize, frame_addr: usize, depth: u32, probe_ip: usize, regs: (usize, usize)) {
+    let t0 = glue::now_ns();
     let (sp, bp) = regs;
     let (lo, hi) = glue::current_stack();
     let frame = Frame {
