@@ -34,8 +34,14 @@
 
 #include "ksw_glue.h"
 
-/* Enough return hooks for many tasks parked inside a watched function. */
-#define KSW_RETHOOK_NODES 512
+/*
+ * Return hooks per watched function: enough for many tasks parked inside
+ * it. A call that finds the pool empty is never armed (its exit would go
+ * unseen); tests shrink the pool to show that.
+ */
+static int rethook_nodes = 512;
+module_param(rethook_nodes, int, 0444);
+MODULE_PARM_DESC(rethook_nodes, "return hooks per watched function (default 512)");
 /* Frames the hit handler walks looking for the armed frame. */
 #define KSW_CHAIN_DEPTH 32
 #define KSW_CONFIG_MAX (PAGE_SIZE - 1)
@@ -149,7 +155,7 @@ struct ksw_probe *ksw_probe_create(const char *func, u32 offset, void *owner,
 	 * a name could resolve to another static function of the same name.
 	 */
 	p->fp.exit_handler = ksw_fprobe_exit;
-	p->fp.nr_maxactive = KSW_RETHOOK_NODES;
+	p->fp.nr_maxactive = max(rethook_nodes, 1);
 	p->fp.flags = FPROBE_FL_DISABLED;
 	start = sym->addr - sym->offset;
 	ret = register_fprobe_ips(&p->fp, &start, 1);

@@ -32,7 +32,8 @@ bool ksw_test_round_overlap(struct ksw_test_round *r);
 /* Single-thread scenarios: the victim calls the writer itself. */
 int ksw_test_direct_victim(u64 value);
 int ksw_test_canary_victim(void);
-int ksw_test_recurse(u32 depth, u32 max_depth, u32 corrupt_depth);
+int ksw_test_recurse(u32 depth, u32 max_depth, u32 corrupt_depth, bool hop);
+void ksw_test_hop(void);
 u64 ksw_test_bench_victim(u64 seed);
 int ksw_test_hold_victim(u32 ms);
 

@@ -127,6 +127,17 @@ int ksw_test_move_to_cpu(unsigned int cpu)
 	return ret ? ret : (int)raw_smp_processor_id();
 }
 
+/* Sleep, then continue on the next online CPU. */
+void ksw_test_hop(void)
+{
+	unsigned int next = cpumask_next(raw_smp_processor_id(), cpu_online_mask);
+
+	if (next >= nr_cpu_ids)
+		next = cpumask_first(cpu_online_mask);
+	msleep(1);
+	set_cpus_allowed_ptr(current, cpumask_of(next));
+}
+
 int ksw_test_cpu(void)
 {
 	return raw_smp_processor_id();

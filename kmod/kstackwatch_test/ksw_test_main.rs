@@ -17,8 +17,9 @@
 //! - `storm WRITES [GAP_NS]`: one victim; the writer writes its slot WRITES
 //!   times, GAP_NS apart (a stream of hits for recorder benchmarks).
 //! - `ipi N`: time N broadcast IPI round trips (the floor for arming).
-//! - `recursive D [MAX]`: recursion to depth MAX (default 6); the writer
-//!   strikes the buffer of depth D only.
+//! - `recursive D [MAX [hop]]`: recursion to depth MAX (default 6); the
+//!   writer strikes the buffer of depth D only. With `hop`, every level
+//!   sleeps and moves to another CPU first.
 //! - `bench BATCHES CALLS`: time calls of `ksw_test_bench_victim`.
 //!
 //! The watched functions are C (`ksw_test_victims.c`); the writers are the
@@ -119,7 +120,7 @@ enum Scenario {
     },
     Ipi { rounds: u32 },
     Hold { ms: u32 },
-    Recursive { corrupt_depth: u32, max_depth: u32 },
+    Recursive { corrupt_depth: u32, max_depth: u32, hop: bool },
     Bench { batches: u32, calls: u32 },
 }
 
@@ -142,6 +143,7 @@ fn parse(cmd: &str) -> Result<Scenario, c_int> {
     let name = words.next().unwrap_or("");
     let first = words.next();
     let second = words.next();
+    let third = words.next();
     let scenario = match name {
         "direct" => Scenario::Direct,
         "canary" => Scenario::Canary,
@@ -177,6 +179,11 @@ fn parse(cmd: &str) -> Result<Scenario, c_int> {
             Scenario::Recursive {
                 corrupt_depth: parse_u32(first, 3, max_depth)?,
                 max_depth,
+                hop: match third {
+                    None => false,
+                    Some("hop") => true,
+                    Some(_) => return Err(-EINVAL_NR),
+                },
             }
         }
         "bench" => Scenario::Bench {
@@ -185,7 +192,8 @@ fn parse(cmd: &str) -> Result<Scenario, c_int> {
         },
         _ => return Err(-EINVAL_NR),
     };
-    if words.next().is_some() {
+    // Only `recursive` takes a third word.
+    if words.next().is_some() || (third.is_some() && !matches!(scenario, Scenario::Recursive { .. })) {
         return Err(-EINVAL_NR);
     }
     Ok(scenario)
@@ -470,18 +478,24 @@ fn run(scenario: Scenario, out: &mut impl Write) -> Result<(), c_int> {
         Scenario::Recursive {
             corrupt_depth,
             max_depth,
+            hop,
         } => {
-            // A fn pointer cannot capture: pass the depths through statics.
+            // A fn pointer cannot capture: pass the arguments through statics.
             RECURSE_ARGS[0].store(corrupt_depth, Ordering::Relaxed);
             RECURSE_ARGS[1].store(max_depth, Ordering::Relaxed);
-            let (bad, pid) = in_thread(c_str!("ksw-recurse"), last_cpu, || {
+            RECURSE_ARGS[2].store(u32::from(hop), Ordering::Relaxed);
+            // A hopping recursion must be free to move between CPUs.
+            let cpu = if hop { None } else { last_cpu };
+            let (bad, pid) = in_thread(c_str!("ksw-recurse"), cpu, || {
                 let corrupt = RECURSE_ARGS[0].load(Ordering::Relaxed);
                 let max = RECURSE_ARGS[1].load(Ordering::Relaxed);
-                test_glue::recurse(max, corrupt)
+                let hop = RECURSE_ARGS[2].load(Ordering::Relaxed) != 0;
+                test_glue::recurse(max, corrupt, hop)
             })?;
             let _ = write!(
                 out,
-                "scenario=recursive corrupt_depth={corrupt_depth} max_depth={max_depth} bad_words={bad} victim_pids={pid}"
+                "scenario=recursive corrupt_depth={corrupt_depth} max_depth={max_depth} hop={} bad_words={bad} victim_pids={pid}",
+                u8::from(hop)
             );
         }
         Scenario::Bench { batches, calls } => bench(batches, calls, out)?,
@@ -489,7 +503,7 @@ fn run(scenario: Scenario, out: &mut impl Write) -> Result<(), c_int> {
     Ok(())
 }
 
-static RECURSE_ARGS: [AtomicU32; 2] = [AtomicU32::new(0), AtomicU32::new(0)];
+static RECURSE_ARGS: [AtomicU32; 3] = [AtomicU32::new(0), AtomicU32::new(0), AtomicU32::new(0)];
 static HOLD_MS: AtomicU32 = AtomicU32::new(0);
 
 // ------------------------------------------------------------------ procfs

@@ -161,18 +161,25 @@ noinline int ksw_test_canary_victim(void)
 	return ksw_test_count_bad(buf, 0x2000);
 }
 
-/* Every level has its own buffer; the writer strikes at one level. */
-noinline int ksw_test_recurse(u32 depth, u32 max_depth, u32 corrupt_depth)
+/*
+ * Every level has its own buffer; the writer strikes at one level. With
+ * @hop, each level first sleeps and moves to another CPU: the depth filter
+ * must follow the task, not the CPU.
+ */
+noinline int ksw_test_recurse(u32 depth, u32 max_depth, u32 corrupt_depth,
+			      bool hop)
 {
 	unsigned long buf[KSW_TEST_BUF_WORDS];
 	int bad = 0;
 
+	if (hop)
+		ksw_test_hop();
 	ksw_test_fill(buf, 0x3000 + depth);
 	ksw_test_mark(&buf[KSW_TEST_WATCH_WORD]);
 	if (depth == corrupt_depth)
 		ksw_test_corrupt(&buf[KSW_TEST_WATCH_WORD], 0xdee9 + depth);
 	if (depth < max_depth)
-		bad = ksw_test_recurse(depth + 1, max_depth, corrupt_depth);
+		bad = ksw_test_recurse(depth + 1, max_depth, corrupt_depth, hop);
 	return bad + ksw_test_count_bad(buf, 0x3000 + depth);
 }
 

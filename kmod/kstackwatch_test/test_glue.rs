@@ -27,7 +27,7 @@ extern "C" {
 
     fn ksw_test_direct_victim(value: u64) -> c_int;
     fn ksw_test_canary_victim() -> c_int;
-    fn ksw_test_recurse(depth: u32, max_depth: u32, corrupt_depth: u32) -> c_int;
+    fn ksw_test_recurse(depth: u32, max_depth: u32, corrupt_depth: u32, hop: bool) -> c_int;
     fn ksw_test_bench_victim(seed: u64) -> u64;
     fn ksw_test_hold_victim(ms: u32) -> c_int;
 
@@ -114,9 +114,9 @@ pub(crate) fn canary_victim() -> i32 {
     unsafe { ksw_test_canary_victim() }
 }
 
-pub(crate) fn recurse(max_depth: u32, corrupt_depth: u32) -> i32 {
+pub(crate) fn recurse(max_depth: u32, corrupt_depth: u32, hop: bool) -> i32 {
     // SAFETY: as above; max_depth is bounded by the caller.
-    unsafe { ksw_test_recurse(0, max_depth, corrupt_depth) }
+    unsafe { ksw_test_recurse(0, max_depth, corrupt_depth, hop) }
 }
 
 pub(crate) fn hold_victim(ms: u32) -> i32 {

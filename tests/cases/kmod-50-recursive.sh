@@ -26,6 +26,17 @@ expect "$(field "$(grep ' ksw_arm: ' <<<"$ev")" depth)" 2 "dp=2: armed depth"
 expect "$(count ' ksw_hit: ' "$ev")" 0 "dp=2: no write into depth 2"
 expect "$(field "$(grep ' ksw_disarm: ' <<<"$ev")" corrupted)" 0 "dp=2: clean verdict"
 
+# Levels that sleep and move to another CPU: depth follows the task.
+trace_start
+ksw_config "$base dp=3"
+out=$(scenario "recursive 3 6 hop")
+ev=$(events)
+expect "$(count ' ksw_arm: ' "$ev")" 1 "hop: armed frames"
+expect "$(field "$(grep ' ksw_arm: ' <<<"$ev")" depth)" 3 "hop: armed depth"
+expect "$(count ' ksw_hit: ' "$ev")" 1 "hop: the write at depth 3 is caught"
+cpus=$(grep -E ' ksw_(arm|hit|disarm): ' $T/trace | sed -E 's/.*\[0*([0-9]+)\].*/\1/' | sort -u | wc -l)
+ok "hop: events on $cpus CPU(s)"
+
 trace_start
 ksw_config "$base dp=9"
 scenario "recursive 3 6" >/dev/null

@@ -77,6 +77,10 @@ expect_match "$(cat /tmp/int.err)" '6 events \(2 arm, 2 hit, 2 disarm\), 0 lost'
 expect_match "$($KSW report -i /tmp/int.data)" '^2 corruptions of 2 victims by 1 writer$' "report of the Ctrl-C recording"
 
 # Errors: one clear line, non-zero exit.
+err=$(setpriv --reuid=65534 --regid=65534 --clear-groups $KSW record -o /tmp/nobody.data -- true 2>&1) && fail "recorded without privileges"
+expect_match "$err" '^ksw: permission denied .*run as root' "no permission"
+err=$(unshare -m sh -c "umount /sys/kernel/tracing; umount /sys/kernel/debug; $KSW record -o /tmp/x.data -- true" 2>&1) && fail "recorded without tracefs"
+expect_match "$err" '^ksw: no tracefs found: mount it with' "no tracefs"
 head -c 5000 /tmp/ksw.data >/tmp/cut.data
 err=$($KSW report -i /tmp/cut.data 2>&1) && fail "a truncated file was accepted"
 expect_match "$err" '^ksw: .*offset' "truncated file"

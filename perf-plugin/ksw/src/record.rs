@@ -40,8 +40,16 @@ extern "C" fn on_signal(_: libc::c_int) {
 /// Finds the tracefs mount.
 pub fn tracefs() -> Result<PathBuf, String> {
     for p in ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"] {
-        if Path::new(p).join("events").is_dir() {
-            return Ok(PathBuf::from(p));
+        let events = Path::new(p).join("events");
+        match fs::metadata(&events) {
+            Ok(m) if m.is_dir() => return Ok(PathBuf::from(p)),
+            Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+                return Err(format!(
+                    "permission denied reading {}: run as root",
+                    events.display()
+                ));
+            }
+            _ => {}
         }
     }
     Err(

@@ -1,0 +1,18 @@
+# A call whose exit cannot be hooked (fprobe's return-hook pool is empty)
+# is never armed: it is counted, and no slot is left armed on a dead frame.
+. tests/lib/common.sh
+run_in_guest "$0" "$@"
+. tests/lib/guest.sh
+rmmod kstackwatch
+insmod kmod/kstackwatch/kstackwatch.ko rethook_nodes=2 || fail "insmod rethook_nodes=2"
+trace_start
+ksw_config "$(watch_local ksw_test_victim)"
+out=$(scenario "clean 4")
+expect "$(field "$out" happy)" 4 "all four victims ran"
+ev=$(events)
+expect "$(count ' ksw_arm: ' "$ev")" 2 "frames armed (pool of 2 return hooks)"
+expect "$(counter exit_unobservable)" 2 "frames not armed: exit not observable"
+expect "$(count ' ksw_disarm: ' "$ev")" 2 "every armed frame disarmed"
+expect_match "$(grep '^#  spec 0:' /proc/kstackwatch)" 'fprobe_missed=2' "fprobe counted the missed exits"
+expect "$(counter arms)" "$(counter disarms)" "arms == disarms"
+expect_all_idle "after the victims returned"
