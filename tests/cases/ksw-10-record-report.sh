@@ -6,12 +6,9 @@
 . tests/lib/common.sh
 run_in_guest "$0" "$@"
 . tests/lib/guest.sh
-KSW=target/release/ksw
+KSW=$PWD/target/release/ksw
 PLUGIN_DIR=$(mktemp -d)
 cp target/release/libksw_tep_plugin.so "$PLUGIN_DIR/"
-cd /tmp
-KSW=/work/main/$KSW
-cd /work/main
 ksw_config "$(watch_local ksw_test_victim)"
 
 # 1. ksw record, call chains and function_graph.
