@@ -10,6 +10,7 @@
 //! * [`write`](mod@write): a perf.data writer whose files Debian's perf 6.1 reads.
 //! * [`kallsyms`]: `/proc/kallsyms` text as a symbol table.
 //! * [`attr`], [`abi`]: `perf_event_attr` and the ABI numbers.
+//! * [`check`]: decode a whole file, collecting every error.
 //!
 //! Pure Rust, no `unsafe`. Parsing never panics: truncated or corrupt
 //! input gives a [`ReadError`] naming the byte offset of the problem.
@@ -34,6 +35,7 @@
 pub mod abi;
 pub mod attr;
 mod bytes;
+pub mod check;
 pub mod format;
 pub mod kallsyms;
 pub mod read;

@@ -5,46 +5,8 @@
 mod common;
 
 use common::fixture_bytes;
+use ksw_perf::check::decode_all;
 use ksw_perf::read::{PerfFile, ReadError, Record};
-
-/// Everything a consumer would do with a file: open, walk all records,
-/// decode every field of every sample, symbolize. Returns the errors met.
-fn exercise(bytes: Vec<u8>) -> Vec<ReadError> {
-    let file = match PerfFile::from_bytes(bytes) {
-        Ok(f) => f,
-        Err(e) => return vec![e],
-    };
-    let mut errors = Vec::new();
-    let syms = file.kallsyms();
-    if let Some(td) = file.tracing_data() {
-        let _ = td.cmdlines();
-    }
-    for rec in file.records() {
-        match rec {
-            Ok(Record::Sample(s)) => {
-                if let Some(fmt) = s.format {
-                    for field in &fmt.fields {
-                        match s.value(&field.name) {
-                            Ok(v) => {
-                                let _ = v.to_string();
-                            }
-                            Err(e) => errors.push(e),
-                        }
-                    }
-                }
-                for a in s.callchain_addresses() {
-                    let _ = syms.resolve(a);
-                }
-            }
-            Ok(_) => {}
-            Err(e) => errors.push(e),
-        }
-    }
-    if let Err(e) = file.samples_by_time() {
-        errors.push(e);
-    }
-    errors
-}
 
 fn assert_located(errors: &[ReadError], what: &str) {
     for e in errors {
@@ -87,7 +49,7 @@ fn truncated_files_fail_with_offsets() {
         cuts.extend((0..bytes.len()).step_by(29));
         cuts.extend(bytes.len() - 64..bytes.len());
         for cut in cuts {
-            let errors = exercise(bytes[..cut].to_vec());
+            let errors = decode_all(bytes[..cut].to_vec());
             assert!(
                 !errors.is_empty(),
                 "{scenario} cut at {cut} of {} read without error",
@@ -96,7 +58,7 @@ fn truncated_files_fail_with_offsets() {
             assert_located(&errors, &format!("{scenario} cut at {cut}"));
         }
         // The whole file reads cleanly.
-        assert!(exercise(bytes.clone()).is_empty());
+        assert!(decode_all(bytes.clone()).is_empty());
 
         // The same cuts inside the data section of an "unfinished" file
         // (data.size 0: records run to the end of the file) reach the
@@ -108,7 +70,7 @@ fn truncated_files_fail_with_offsets() {
         for cut in (start as usize..end as usize).step_by(31) {
             let mut b = bytes[..cut].to_vec();
             b[48..56].copy_from_slice(&0u64.to_le_bytes());
-            let errors = exercise(b);
+            let errors = decode_all(b);
             assert_located(&errors, &format!("{scenario} unfinished, cut at {cut}"));
             if !record_starts.contains(&(cut as u64)) {
                 assert!(!errors.is_empty(), "{scenario} unfinished, cut at {cut}");
@@ -156,7 +118,7 @@ fn corrupted_bytes_never_panic() {
         for round in 0..1500 {
             let mut b = bytes.clone();
             mutate(&mut rng, &mut b);
-            let errors = exercise(b);
+            let errors = decode_all(b);
             failures += usize::from(!errors.is_empty());
             assert_located(&errors, &format!("{scenario} round {round}"));
         }
@@ -173,7 +135,7 @@ fn every_header_and_attr_byte() {
         for v in [0u8, 0xff, bytes[i] ^ 0x80, bytes[i] ^ 1] {
             let mut b = bytes.clone();
             b[i] = v;
-            assert_located(&exercise(b), &format!("byte {i} = {v:#x}"));
+            assert_located(&decode_all(b), &format!("byte {i} = {v:#x}"));
         }
     }
 }
@@ -194,7 +156,7 @@ fn every_sample_byte() {
             for v in [0u8, 0xff, bytes[i] ^ 0x10] {
                 let mut b = bytes.clone();
                 b[i] = v;
-                assert_located(&exercise(b), &format!("sample byte {i} = {v:#x}"));
+                assert_located(&decode_all(b), &format!("sample byte {i} = {v:#x}"));
             }
         }
     }
