@@ -77,8 +77,8 @@ static CONFIG: ConfigCell = ConfigCell(UnsafeCell::new(ConfigState {
     active: [const { None }; MAX_SPECS],
 }));
 
-/// The current task's stack, read directly: the canary scan only reads
-/// words of the frame being probed, which `place` bounds to this stack.
+/// The current task's stack, read directly: the canary check reads one
+/// word of the frame being probed, which `read_word` bounds to this stack.
 struct CurrentStack {
     lo: usize,
     hi: usize,

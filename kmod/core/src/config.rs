@@ -153,7 +153,7 @@ impl fmt::Display for FuncName {
 /// What a spec watches in the probed frame.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum WatchTarget {
-    /// The stack-protector canary, found by scanning the probed frame.
+    /// The stack-protector canary: the slot where the prologue stores it.
     Canary,
     /// `len` bytes at `sp + sp_offset`, where `sp` is the stack pointer at the probe.
     Local { sp_offset: u32, len: u8 },
