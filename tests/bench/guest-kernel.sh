@@ -53,9 +53,10 @@ ksw_config ""
 
 # 4. Recorders: the highest hit rate recorded with nothing lost. Hits are
 #    perf breakpoint samples: lift perf's per-tick throttle so the recorders,
-#    not the throttle, are what is measured.
-echo 0 >/proc/sys/kernel/perf_cpu_time_max_percent
+#    not the throttle, are what is measured. The rate first: the kernel
+#    refuses it once the CPU-time limit is off.
 echo 1000000 >/proc/sys/kernel/perf_event_max_sample_rate
+echo 0 >/proc/sys/kernel/perf_cpu_time_max_percent
 ksw_config "$(watch_local ksw_test_victim)"
 rates='{'
 for gap in 20000 10000 5000 2000 1000 500 0; do

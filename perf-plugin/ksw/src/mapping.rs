@@ -70,13 +70,16 @@ impl Mapping {
         Ok(Mapping(Arc::new(Inner { ptr, len })))
     }
 
-    /// Gives the pages wholly inside `[from, to)` back to the kernel. They
-    /// stay mapped: a later read faults them in again from the file, with
-    /// the same bytes, so slices into them remain valid.
+    /// Gives back to the kernel the pages from the one holding `from` up to
+    /// the last one wholly before `to`: the caller has used everything
+    /// before `to` (a page straddling `from` was only partly done when the
+    /// previous call left it, and is done now). The pages stay mapped: a
+    /// later read faults them in again from the file, with the same bytes,
+    /// so slices into them remain valid.
     pub fn release(&self, from: u64, to: u64) {
         // SAFETY: sysconf has no preconditions.
         let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as u64;
-        let start = from.div_ceil(page) * page;
+        let start = from / page * page;
         let end = (to / page * page).min(self.0.len as u64);
         if start >= end {
             return;
