@@ -11,8 +11,7 @@
 //! own ordered-events queue assumes), and pages already read are given
 //! back to the kernel.
 
-use std::cmp::{Ordering, Reverse};
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -211,28 +210,52 @@ pub fn open(path: &Path) -> Result<Recording, LoadError> {
     })
 }
 
-/// An event waiting in the reorder queue, smallest (time, file order) first.
-struct Queued {
-    time: u64,
-    seq: u64,
-    /// Boxed: the heap moves entries around, a pointer is cheap to move.
-    event: Box<Event>,
+/// Puts items in time order, round by round. Items arrive CPU by CPU,
+/// each CPU's in order; a round end promises that nothing later is older
+/// than the round before it, so everything up to the previous round's
+/// newest time can go. Ties keep arrival order.
+struct Reorder<T> {
+    /// (time, arrival number, item) of the rounds not yet final.
+    queue: Vec<(u64, u64, T)>,
+    arrivals: u64,
+    newest: u64,
+    /// Newest time of the previous round.
+    final_up_to: u64,
 }
 
-impl PartialEq for Queued {
-    fn eq(&self, other: &Self) -> bool {
-        (self.time, self.seq) == (other.time, other.seq)
+impl<T> Reorder<T> {
+    fn new() -> Self {
+        Reorder {
+            queue: Vec::new(),
+            arrivals: 0,
+            newest: 0,
+            final_up_to: 0,
+        }
     }
-}
-impl Eq for Queued {}
-impl PartialOrd for Queued {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
+
+    fn push(&mut self, time: u64, item: T) {
+        self.newest = self.newest.max(time);
+        self.queue.push((time, self.arrivals, item));
+        self.arrivals += 1;
     }
-}
-impl Ord for Queued {
-    fn cmp(&self, other: &Self) -> Ordering {
-        (self.time, self.seq).cmp(&(other.time, other.seq))
+
+    fn end_round(&mut self, sink: impl FnMut(T)) {
+        self.emit_up_to(self.final_up_to, sink);
+        self.final_up_to = self.newest;
+    }
+
+    fn finish(mut self, sink: impl FnMut(T)) {
+        self.emit_up_to(u64::MAX, sink);
+    }
+
+    fn emit_up_to(&mut self, limit: u64, mut sink: impl FnMut(T)) {
+        // Sorting a few per-CPU runs that are each in order is close to
+        // linear, cheaper than a heap.
+        self.queue.sort_unstable_by_key(|&(time, n, _)| (time, n));
+        let ready = self.queue.partition_point(|&(time, _, _)| time <= limit);
+        for (_, _, item) in self.queue.drain(..ready) {
+            sink(item);
+        }
     }
 }
 
@@ -242,25 +265,16 @@ impl Recording {
     pub fn stream(&self, mut sink: impl FnMut(Event)) -> Result<StreamStats, LoadError> {
         let mut stats = StreamStats::default();
         let mut comms: HashMap<i32, Arc<str>> = HashMap::new();
-        let mut fields: HashMap<*const EventFormat, FieldSet<'_>> = HashMap::new();
-        let mut queue: BinaryHeap<Reverse<Queued>> = BinaryHeap::new();
-        let mut seq = 0u64;
-        let (mut max_time, mut flush_limit) = (0u64, 0u64);
+        // One entry per kstackwatch format (three): a scan beats hashing.
+        let mut fields: Vec<FieldSet<'_>> = Vec::new();
+        // Boxed: sorting moves entries, a pointer is cheap to move.
+        let mut queue: Reorder<Box<Event>> = Reorder::new();
         let mut released = self.file.data_range().0;
-        let flush =
-            |queue: &mut BinaryHeap<Reverse<Queued>>, limit: u64, sink: &mut dyn FnMut(Event)| {
-                while queue.peek().is_some_and(|q| q.0.time <= limit) {
-                    if let Some(Reverse(q)) = queue.pop() {
-                        sink(*q.event);
-                    }
-                }
-            };
         for raw in self.file.raw_records() {
             let raw = raw?;
             if raw.kind == record_type::FINISHED_ROUND {
                 // Everything up to the previous round's newest time is final.
-                flush(&mut queue, flush_limit, &mut sink);
-                flush_limit = max_time;
+                queue.end_round(|e| sink(*e));
                 if let Some(m) = &self.mapping {
                     m.release(released, raw.offset);
                     released = raw.offset;
@@ -277,25 +291,22 @@ impl Recording {
                     let Some(format) = s.format.filter(|f| f.system == SYSTEM) else {
                         continue;
                     };
-                    let set = fields
-                        .entry(format as *const EventFormat)
-                        .or_insert_with(|| FieldSet::new(format));
+                    let set = match fields.iter().position(|f| std::ptr::eq(f.format, format)) {
+                        Some(i) => &fields[i],
+                        None => {
+                            fields.push(FieldSet::new(format));
+                            &fields[fields.len() - 1]
+                        }
+                    };
                     if let Some(event) = decode_sample(&self.path, &s, set, &comms)? {
-                        let time = event.ctx().time_ns;
-                        max_time = max_time.max(time);
-                        queue.push(Reverse(Queued {
-                            time,
-                            seq,
-                            event: Box::new(event),
-                        }));
-                        seq += 1;
+                        queue.push(event.ctx().time_ns, Box::new(event));
                         stats.events += 1;
                     }
                 }
                 _ => {}
             }
         }
-        flush(&mut queue, u64::MAX, &mut sink);
+        queue.finish(|e| sink(*e));
         Ok(stats)
     }
 }
@@ -450,4 +461,44 @@ fn decode_sample<'f>(
         }),
     };
     Ok(Some(event))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Reorder;
+
+    fn drain(r: &mut Reorder<&'static str>) -> Vec<&'static str> {
+        let mut out = Vec::new();
+        r.end_round(|x| out.push(x));
+        out
+    }
+
+    #[test]
+    fn rounds_release_only_what_is_final() {
+        let mut r = Reorder::new();
+        // Round 1: CPU 0's events, then CPU 1's (older ones among them).
+        r.push(10, "a10");
+        r.push(30, "a30");
+        r.push(20, "b20");
+        // Nothing is final before the first round ends.
+        assert_eq!(drain(&mut r), Vec::<&str>::new());
+        // Round 2 may still hold events older than round 1's newest (30).
+        r.push(25, "b25");
+        r.push(40, "a40");
+        assert_eq!(drain(&mut r), ["a10", "b20", "b25", "a30"]);
+        let mut rest = Vec::new();
+        r.finish(|x| rest.push(x));
+        assert_eq!(rest, ["a40"]);
+    }
+
+    #[test]
+    fn ties_keep_file_order() {
+        let mut r = Reorder::new();
+        for name in ["x", "y", "z"] {
+            r.push(5, name);
+        }
+        let mut out = Vec::new();
+        r.finish(|x| out.push(x));
+        assert_eq!(out, ["x", "y", "z"]);
+    }
 }

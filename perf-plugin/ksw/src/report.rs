@@ -1,7 +1,7 @@
 //! The report: one model (built frame by frame as the stream goes), printed
 //! as text or JSON, so both outputs always say the same thing.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 
 use serde::Serialize;
@@ -406,7 +406,10 @@ fn duration(ns: u64) -> String {
 pub struct FrameListing {
     pub shown: Vec<FrameOut>,
     /// Frames not listed, by (function, verdict).
-    pub others: BTreeMap<(String, String), u64>,
+    pub others: BTreeMap<(String, &'static str), u64>,
+    /// Function names by probe address: symbolizing (and demangling) once
+    /// per probe point, not once per frame.
+    functions: HashMap<u64, String>,
 }
 
 impl FrameListing {
@@ -417,17 +420,17 @@ impl FrameListing {
             self.shown.push(renderer.frame(frame));
             return;
         }
-        let function = renderer
-            .symbols
-            .function(frame.arm.probe_ip)
-            .unwrap_or_else(|| format!("{:#x}", frame.arm.probe_ip));
+        let ip = frame.arm.probe_ip;
+        let function = self.functions.entry(ip).or_insert_with(|| {
+            renderer
+                .symbols
+                .function(ip)
+                .unwrap_or_else(|| format!("{ip:#x}"))
+        });
         let verdict = frame
             .verdict()
             .map_or("still armed at end of recording", |v| v.as_str());
-        *self
-            .others
-            .entry((function, verdict.to_string()))
-            .or_default() += 1;
+        *self.others.entry((function.clone(), verdict)).or_default() += 1;
     }
 }
 
