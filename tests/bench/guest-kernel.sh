@@ -59,23 +59,27 @@ echo 1000000 >/proc/sys/kernel/perf_event_max_sample_rate
 echo 0 >/proc/sys/kernel/perf_cpu_time_max_percent
 ksw_config "$(watch_local ksw_test_victim)"
 rates='{'
-for gap in 20000 10000 5000 2000 1000 500 0; do
-	for rec in ksw perf; do
-		rm -f /tmp/rec.data
-		if [ $rec = ksw ]; then
-			target/release/ksw record -m 16 -o /tmp/rec.data -- sh -c "echo 'storm 20000 $gap' > /proc/kstackwatch_test" 2>/tmp/rec.err
-		else
-			perf record -q -m 16 -e 'kstackwatch:*' -k mono -a -o /tmp/rec.data -- sh -c "echo 'storm 20000 $gap' > /proc/kstackwatch_test" 2>/tmp/rec.err
-		fi
-		stats=$(target/release/ksw report -i /tmp/rec.data --format json 2>/dev/null | python3 -c '
+# Three trials per recorder and gap, alternating, so that neither recorder
+# gets the quieter moments of the VM.
+for gap in 5000 1000 500 0; do
+	for trial in 1 2 3; do
+		for rec in ksw perf; do
+			rm -f /tmp/rec.data
+			if [ $rec = ksw ]; then
+				target/release/ksw record -m 16 -o /tmp/rec.data -- sh -c "echo 'storm 20000 $gap' > /proc/kstackwatch_test" 2>/tmp/rec.err
+			else
+				perf record -q -m 16 -e 'kstackwatch:*' -k mono -a -o /tmp/rec.data -- sh -c "echo 'storm 20000 $gap' > /proc/kstackwatch_test" 2>/tmp/rec.err
+			fi
+			stats=$(target/release/ksw report -i /tmp/rec.data --format json 2>/dev/null | python3 -c '
 import json, sys
 r = json.load(sys.stdin)
 hits = sum(v["hit_count"] for v in r["victims"])
 ends = [(v["armed_ns"], v["disarmed_ns"] or v["armed_ns"]) for v in r["victims"]]
 span = (max(e for _, e in ends) - min(a for a, _ in ends)) / 1e9 if ends else 0
 print(json.dumps({"hits": hits, "lost": r["recording"]["lost"], "rate_per_s": round(hits / span) if span else 0}))')
-		rates="$rates\"${rec}_gap_$gap\": $stats, "
-		echo "[bench] $rec gap=$gap: $stats" >&2
+			rates="$rates\"${rec}_gap_${gap}_t$trial\": $stats, "
+			echo "[bench] $rec gap=$gap trial $trial: $stats" >&2
+		done
 	done
 done
 ksw_config ""
