@@ -48,6 +48,7 @@ void ksw_test_glue_exit(void);
 u64 ksw_test_now_ns(void);
 void ksw_test_sleep_ms(unsigned int ms);
 u64 ksw_test_ipi_roundtrip_ns(void);
+u64 ksw_test_dr_program_ns(unsigned int others);
 void ksw_test_spin_ns(unsigned int ns);
 int ksw_test_move_to_cpu(unsigned int cpu);
 int ksw_test_cpu(void);

@@ -15,6 +15,7 @@
 #include <linux/sched.h>
 #include <linux/sched/task.h>
 #include <linux/smp.h>
+#include <asm/debugreg.h>
 #include <linux/slab.h>
 #include <linux/timekeeping.h>
 #include <linux/uaccess.h>
@@ -107,6 +108,58 @@ u64 ksw_test_ipi_roundtrip_ns(void)
 	t0 = ktime_get_mono_fast_ns() - t0;
 	preempt_enable();
 	return t0;
+}
+
+static u64 ksw_test_dr_target[4];
+
+/*
+ * The cost of programming a data breakpoint on this CPU, as arming does:
+ * DR3 pointed at a private word and enabled for 8-byte writes in DR7, then
+ * disabled again, with @others of DR0-DR2 enabled on private words
+ * meanwhile (as kstackwatch keeps its idle slots); half a round is one
+ * programming. Nothing writes the words, DR0-DR3 and DR7 are restored
+ * before interrupts come back, and nothing is measured (0) unless all four
+ * registers are free.
+ */
+u64 ksw_test_dr_program_ns(unsigned int others)
+{
+	/* DRn: local enable (bit 2n), R/W = write (01), LEN = 8 bytes (10). */
+#define KSW_TEST_DR_BITS(n) ((1UL << (2 * (n))) | (0x1UL << (16 + 4 * (n))) | \
+			     (0x2UL << (18 + 4 * (n))))
+	unsigned long flags, dr7, saved[4], base;
+	u64 t0 = 0;
+	int i;
+
+	local_irq_save(flags);
+	get_debugreg(dr7, 7);
+	if (!(dr7 & 0xff)) {
+		get_debugreg(saved[0], 0);
+		get_debugreg(saved[1], 1);
+		get_debugreg(saved[2], 2);
+		get_debugreg(saved[3], 3);
+		set_debugreg((unsigned long)&ksw_test_dr_target[0], 0);
+		set_debugreg((unsigned long)&ksw_test_dr_target[1], 1);
+		set_debugreg((unsigned long)&ksw_test_dr_target[2], 2);
+		set_debugreg((unsigned long)&ksw_test_dr_target[3], 3);
+		base = dr7;
+		for (i = 0; i < 3 && i < others; i++)
+			base |= KSW_TEST_DR_BITS(i);
+		set_debugreg(base, 7);
+		t0 = ktime_get_mono_fast_ns();
+		for (i = 0; i < 8; i++) {
+			set_debugreg(base | KSW_TEST_DR_BITS(3), 7);
+			set_debugreg(base, 7);
+		}
+		t0 = (ktime_get_mono_fast_ns() - t0) / 16;
+		set_debugreg(dr7, 7);
+		set_debugreg(saved[0], 0);
+		set_debugreg(saved[1], 1);
+		set_debugreg(saved[2], 2);
+		set_debugreg(saved[3], 3);
+	}
+	local_irq_restore(flags);
+	return t0;
+#undef KSW_TEST_DR_BITS
 }
 
 void ksw_test_spin_ns(unsigned int ns)

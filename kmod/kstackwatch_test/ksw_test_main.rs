@@ -16,7 +16,8 @@
 //! - `hold MS`: a watched frame that stays alive for MS milliseconds.
 //! - `storm WRITES [GAP_NS]`: one victim; the writer writes its slot WRITES
 //!   times, GAP_NS apart (a stream of hits for recorder benchmarks).
-//! - `ipi N`: time N broadcast IPI round trips (the floor for arming).
+//! - `ipi N`: time N broadcast IPI round trips (the floor for arming), and
+//!   N data-breakpoint programmings (what arming costs locally).
 //! - `recursive D [MAX [hop]]`: recursion to depth MAX (default 6); the
 //!   writer strikes the buffer of depth D only. With `hop`, every level
 //!   sleeps and moves to another CPU first.
@@ -428,21 +429,30 @@ fn bench(batches: u32, calls: u32, out: &mut impl Write) -> Result<(), c_int> {
 
 fn ipi(rounds: u32, out: &mut impl Write) -> Result<(), c_int> {
     let mut ns = KVec::with_capacity(rounds as usize, GFP_KERNEL).map_err(|_| -ENOMEM_NR)?;
+    let mut dr = KVec::with_capacity(rounds as usize, GFP_KERNEL).map_err(|_| -ENOMEM_NR)?;
+    let mut dr_busy = KVec::with_capacity(rounds as usize, GFP_KERNEL).map_err(|_| -ENOMEM_NR)?;
     for _ in 0..rounds {
         // Capacity reserved above.
         let _ = ns.push(test_glue::ipi_roundtrip_ns(), GFP_KERNEL);
+        let _ = dr.push(test_glue::dr_program_ns(0), GFP_KERNEL);
+        let _ = dr_busy.push(test_glue::dr_program_ns(3), GFP_KERNEL);
     }
     sort(&mut ns);
+    sort(&mut dr);
+    sort(&mut dr_busy);
     let mean = ns.iter().sum::<u64>() / u64::from(rounds);
     let _ = write!(
         out,
-        "scenario=ipi rounds={} cpus={} roundtrip_ns_p50={} roundtrip_ns_p99={} roundtrip_ns_mean={} roundtrip_ns_min={}",
+        "scenario=ipi rounds={} cpus={} roundtrip_ns_p50={} roundtrip_ns_p99={} roundtrip_ns_mean={} roundtrip_ns_min={} dr_program_ns_p50={} dr_program_ns_p99={} dr_program_3_others_ns_p50={}",
         rounds,
         test_glue::online_cpus(),
         percentile(&ns, 500),
         percentile(&ns, 990),
         mean,
-        ns.first().copied().unwrap_or(0)
+        ns.first().copied().unwrap_or(0),
+        percentile(&dr, 500),
+        percentile(&dr, 990),
+        percentile(&dr_busy, 500)
     );
     Ok(())
 }

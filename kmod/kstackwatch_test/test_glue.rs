@@ -44,6 +44,7 @@ extern "C" {
     fn ksw_test_now_ns() -> u64;
     fn ksw_test_sleep_ms(ms: u32);
     fn ksw_test_ipi_roundtrip_ns() -> u64;
+    fn ksw_test_dr_program_ns(others: u32) -> u64;
     fn ksw_test_spin_ns(ns: u32);
     fn ksw_test_move_to_cpu(cpu: u32) -> c_int;
     fn ksw_test_cpu() -> c_int;
@@ -185,6 +186,14 @@ pub(crate) fn sleep_ms(ms: u32) {
 pub(crate) fn ipi_roundtrip_ns() -> u64 {
     // SAFETY: process context; C disables preemption around the call.
     unsafe { ksw_test_ipi_roundtrip_ns() }
+}
+
+/// Programming (enabling or disabling) one data breakpoint while `others`
+/// (0..=3) more are enabled, in ns; 0 if the debug registers are in use.
+pub(crate) fn dr_program_ns(others: u32) -> u64 {
+    // SAFETY: process context; C uses the debug registers only when all are
+    // free, on private words, with interrupts off, and restores them.
+    unsafe { ksw_test_dr_program_ns(others) }
 }
 
 /// Busy-waits `ns` nanoseconds.
