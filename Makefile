@@ -36,6 +36,8 @@ tools:
 
 host-test: deps
 	cargo fmt --all -- --check
+	@# The module crates build with Kbuild, not cargo: check their format directly.
+	rustfmt --check --edition 2021 kmod/kstackwatch/*.rs kmod/kstackwatch_test/*.rs
 	cargo clippy --workspace --all-targets -- -D warnings
 	cargo test --workspace
 	@# The core is also compiled by the kernel's rustc 1.85: test it there too.

@@ -24,7 +24,9 @@ use crate::ksw_core::canary;
 use crate::ksw_core::config::{errno, Config, Limits, Spec, WatchTarget, MAX_SPECS};
 use crate::ksw_core::events::DisarmReason;
 use crate::ksw_core::fmtbuf::Truncating;
-use crate::ksw_core::frame::{self, Frame, HookedCalls, PlaceError, ProbeDecision, StackReader, Target};
+use crate::ksw_core::frame::{
+    self, Frame, HookedCalls, PlaceError, ProbeDecision, StackReader, Target,
+};
 use crate::ksw_core::hit::{self, HitClass, Writer};
 use crate::ksw_core::slots::{Armed, ClaimError, SlotTable, MAX_SLOTS};
 use crate::ksw_core::stats::{Counter, Counters, Histogram};
@@ -100,7 +102,13 @@ impl StackReader for CurrentStack {
 
 /// kprobe post handler at `func+func_offset`.
 #[no_mangle]
-extern "C" fn ksw_rs_on_probe(owner: *mut c_void, regs: *mut PtRegs, probe_ip: usize, sp: usize, bp: usize) {
+extern "C" fn ksw_rs_on_probe(
+    owner: *mut c_void,
+    regs: *mut PtRegs,
+    probe_ip: usize,
+    sp: usize,
+    bp: usize,
+) {
     // SAFETY: `owner` is the ActiveSpec this probe was created with; it is
     // freed only after the probe is unregistered, which waits for us.
     let active = unsafe { &*owner.cast::<ActiveSpec>() };
@@ -132,7 +140,14 @@ extern "C" fn ksw_rs_on_probe(owner: *mut c_void, regs: *mut PtRegs, probe_ip: u
 
 /// Arms `frame_addr`'s watch. The clock starts here, after the decision:
 /// the non-arming path (every other call) takes no timestamp.
-fn arm(active: &ActiveSpec, task: usize, frame_addr: usize, depth: u32, probe_ip: usize, regs: (usize, usize)) {
+fn arm(
+    active: &ActiveSpec,
+    task: usize,
+    frame_addr: usize,
+    depth: u32,
+    probe_ip: usize,
+    regs: (usize, usize),
+) {
     let t0 = glue::now_ns();
     let (sp, bp) = regs;
     let (lo, hi) = glue::current_stack();
@@ -182,7 +197,17 @@ fn arm(active: &ActiveSpec, task: usize, frame_addr: usize, depth: u32, probe_ip
     };
     let id = SLOTS.publish(slot, armed, glue::online_cpus().saturating_sub(1));
     sync_cpu(false);
-    glue::trace_arm(id, slot, active.index, depth, probe_ip, range.addr, range.len, sp, value);
+    glue::trace_arm(
+        id,
+        slot,
+        active.index,
+        depth,
+        probe_ip,
+        range.addr,
+        range.len,
+        sp,
+        value,
+    );
     COUNTERS.inc(Counter::Arms);
     ARM_LOCAL_NS.record(glue::now_ns().saturating_sub(t0));
     kick_remote();
@@ -299,7 +324,15 @@ extern "C" fn ksw_rs_on_hit(slot: u32, regs: *mut PtRegs, ip: usize, programmed_
         &a.victim_comm,
         a.probe_ip,
     );
-    glue::log_hit(a.id, a.addr, ip, old_value, new_value, a.victim_pid, &a.victim_comm);
+    glue::log_hit(
+        a.id,
+        a.addr,
+        ip,
+        old_value,
+        new_value,
+        a.victim_pid,
+        &a.victim_comm,
+    );
     if a.panic_on_catch {
         glue::panic_caught(a.id, ip);
     }
@@ -378,7 +411,10 @@ fn prepare(index: usize, line: u32, spec: &Spec) -> Result<KBox<ActiveSpec>, Spe
         ActiveSpec {
             index: index as u8,
             spec: *spec,
-            target: Target::Local { sp_offset: 0, len: 8 },
+            target: Target::Local {
+                sp_offset: 0,
+                len: 8,
+            },
             cap: spec.watch_cap(),
             func_start: 0,
             func_end: 0,
@@ -394,25 +430,35 @@ fn prepare(index: usize, line: u32, spec: &Spec) -> Result<KBox<ActiveSpec>, Spe
             (true, _) => fail(EOPNOTSUPP, SpecProblem::NoExitHook(errno)),
             // func+offset past the end of the kernel's text: the function
             // may well exist; look it up alone to say which it is.
-            (false, ENOENT) if spec.func_offset != 0 => match Probe::create(&spec.func, 0, owner.cast()) {
-                Ok((_, sym)) => fail(
-                    errno::ERANGE,
-                    SpecProblem::OutsideFunction {
-                        offset: spec.func_offset,
-                        size: sym.size,
-                    },
-                ),
-                Err(_) => fail(ENOENT, SpecProblem::NotFound),
-            },
+            (false, ENOENT) if spec.func_offset != 0 => {
+                match Probe::create(&spec.func, 0, owner.cast()) {
+                    Ok((_, sym)) => fail(
+                        errno::ERANGE,
+                        SpecProblem::OutsideFunction {
+                            offset: spec.func_offset,
+                            size: sym.size,
+                        },
+                    ),
+                    Err(_) => fail(ENOENT, SpecProblem::NotFound),
+                }
+            }
             (false, ENOENT) => fail(ENOENT, SpecProblem::NotFound),
-            (false, EILSEQ) => fail(EILSEQ, SpecProblem::NotInstructionBoundary(spec.func_offset)),
+            (false, EILSEQ) => fail(
+                EILSEQ,
+                SpecProblem::NotInstructionBoundary(spec.func_offset),
+            ),
             (false, ENOMEM) => fail(ENOMEM, SpecProblem::NoMemory),
             (false, e) => fail(e, SpecProblem::NotProbeable(e)),
         }
     })?;
     // kprobes fold func+offset into whatever symbol the address lands in:
     // past the end of `func`, that is the next function.
-    let plain = spec.func.as_bytes().rsplit(|&b| b == b':').next().unwrap_or_default();
+    let plain = spec
+        .func
+        .as_bytes()
+        .rsplit(|&b| b == b':')
+        .next()
+        .unwrap_or_default();
     let wanted = spec.func_offset as usize;
     if sym.name() != plain || sym.offset != wanted || wanted >= sym.size {
         let size = if sym.name() == plain { sym.size } else { 0 };

@@ -82,7 +82,12 @@ extern "C" {
     fn ksw_current_stack(lo: *mut usize, hi: *mut usize);
     fn ksw_current_canary() -> u64;
     fn ksw_frame_of(regs: *mut PtRegs) -> usize;
-    fn ksw_frame_on_chain(regs: *mut PtRegs, frame: usize, func_start: usize, func_end: usize) -> bool;
+    fn ksw_frame_on_chain(
+        regs: *mut PtRegs,
+        frame: usize,
+        func_start: usize,
+        func_end: usize,
+    ) -> bool;
     fn ksw_read_nofault(addr: usize, len: u8, value: *mut u64) -> bool;
     fn ksw_read_text(addr: usize, buf: *mut u8, len: usize) -> bool;
     fn ksw_nmi_nesting() -> u32;
@@ -171,7 +176,11 @@ pub(crate) struct ProbeError {
 impl Probe {
     /// Registers both probes disabled. `owner` is handed back to the
     /// handlers and must outlive the probe.
-    pub(crate) fn create(func: &FuncName, offset: u32, owner: *mut c_void) -> Result<(Probe, Symbol), ProbeError> {
+    pub(crate) fn create(
+        func: &FuncName,
+        offset: u32,
+        owner: *mut c_void,
+    ) -> Result<(Probe, Symbol), ProbeError> {
         let mut name = [0u8; MAX_FUNC_NAME + 1];
         name[..func.as_bytes().len()].copy_from_slice(func.as_bytes());
         let mut sym = Symbol::zeroed();
@@ -192,7 +201,10 @@ impl Probe {
         };
         match NonNull::new(raw) {
             Some(probe) => Ok((Probe(probe), sym)),
-            None => Err(ProbeError { errno: err, kprobe_ok }),
+            None => Err(ProbeError {
+                errno: err,
+                kprobe_ok,
+            }),
         }
     }
 
@@ -330,7 +342,12 @@ pub(crate) fn frame_of(regs: *mut PtRegs) -> Option<usize> {
 
 /// Whether the call owning `frame` and running `[func_start, func_end)` is
 /// on the call chain of `regs`.
-pub(crate) fn frame_on_chain(regs: *mut PtRegs, frame: usize, func_start: usize, func_end: usize) -> bool {
+pub(crate) fn frame_on_chain(
+    regs: *mut PtRegs,
+    frame: usize,
+    func_start: usize,
+    func_end: usize,
+) -> bool {
     // SAFETY: `regs` came from the breakpoint handler and is live during it.
     unsafe { ksw_frame_on_chain(regs, frame, func_start, func_end) }
 }
@@ -436,7 +453,11 @@ pub(crate) fn trace_disarm(
     reason: u8,
 ) {
     // SAFETY: plain values.
-    unsafe { ksw_trace_disarm(id, slot as u8, addr, arm_value, exit_value, hits, corrupted, reason) }
+    unsafe {
+        ksw_trace_disarm(
+            id, slot as u8, addr, arm_value, exit_value, hits, corrupted, reason,
+        )
+    }
 }
 
 /// The rate-limited dmesg line for a hit.
@@ -450,7 +471,17 @@ pub(crate) fn log_hit(
     victim_comm: &[u8; 16],
 ) {
     // SAFETY: `victim_comm` is NUL-terminated within 16 bytes (ksw_current_comm).
-    unsafe { ksw_log_hit(id, addr, writer_ip, old_value, new_value, victim_pid, victim_comm.as_ptr()) }
+    unsafe {
+        ksw_log_hit(
+            id,
+            addr,
+            writer_ip,
+            old_value,
+            new_value,
+            victim_pid,
+            victim_comm.as_ptr(),
+        )
+    }
 }
 
 /// `panic_on_catch=1`: stop the machine with the writer named. Declared
