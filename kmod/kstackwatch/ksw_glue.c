@@ -239,9 +239,12 @@ void ksw_synchronize(void)
  * register; we retarget it through the PMU's own del/add callbacks so that
  * bp_per_reg, cpu_debugreg and cpu_dr7 stay consistent (hw_breakpoint_restore
  * after text_poke or resume reloads cpu_debugreg: it must hold our address).
- * Idle slots watch a private dummy word nobody writes.
+ * Idle slots watch a private dummy word nobody writes. The words get a page
+ * of their own: free on hardware, but QEMU TCG sends every access to a
+ * watched page through its slow path, and the module's hot data (the active
+ * config, the slot table) would otherwise share it and skew benchmarks.
  */
-static unsigned long ksw_dummy[KSW_MAX_SLOTS] __aligned(sizeof(long));
+static unsigned long ksw_dummy[PAGE_SIZE / sizeof(long)] __page_aligned_bss;
 static DEFINE_PER_CPU(struct perf_event *, ksw_bps[KSW_MAX_SLOTS]);
 static unsigned int ksw_nr_slots;
 static int ksw_cpuhp_state = -1;

@@ -49,6 +49,7 @@ u64 ksw_test_now_ns(void);
 void ksw_test_sleep_ms(unsigned int ms);
 u64 ksw_test_ipi_roundtrip_ns(void);
 u64 ksw_test_dr_program_ns(unsigned int others);
+u64 ksw_test_watch_tax_ns(unsigned int mode);
 void ksw_test_spin_ns(unsigned int ns);
 int ksw_test_move_to_cpu(unsigned int cpu);
 int ksw_test_cpu(void);

@@ -162,6 +162,49 @@ u64 ksw_test_dr_program_ns(unsigned int others)
 #undef KSW_TEST_DR_BITS
 }
 
+/*
+ * What an enabled data breakpoint costs code that never touches the watched
+ * word. On hardware: nothing. Under QEMU TCG a watchpoint sends every access
+ * to its whole page through the slow path, so a watch on a stack slot taxes
+ * all stack traffic on that page while it is armed. Times 4096 8-byte writes
+ * to a stack word with DR3 watching (mode) 0: nothing, 1: a module word on
+ * another page, 2: the unwritten neighbouring stack word on the same page.
+ * Total ns for the 4096; 0 (nothing measured) unless all registers are free.
+ */
+u64 ksw_test_watch_tax_ns(unsigned int mode)
+{
+	/* DR3: local enable (bit 6), R/W = write (01), LEN = 8 bytes (10). */
+	const unsigned long dr3_bits = (1UL << 6) | (0x1UL << 28) | (0x2UL << 30);
+	unsigned long buf[3], flags, dr7, saved, watched;
+	u64 t0 = 0;
+	int i;
+
+	/* Watch whichever neighbour of buf[1] shares its page. */
+	watched = (unsigned long)&buf[0];
+	if ((watched & PAGE_MASK) != ((unsigned long)&buf[1] & PAGE_MASK))
+		watched = (unsigned long)&buf[2];
+	if (mode == 1)
+		watched = (unsigned long)&ksw_test_dr_target[3];
+
+	local_irq_save(flags);
+	get_debugreg(dr7, 7);
+	if (!(dr7 & 0xff)) {
+		get_debugreg(saved, 3);
+		if (mode) {
+			set_debugreg(watched, 3);
+			set_debugreg(dr7 | dr3_bits, 7);
+		}
+		t0 = ktime_get_mono_fast_ns();
+		for (i = 0; i < 4096; i++)
+			WRITE_ONCE(buf[1], i);
+		t0 = ktime_get_mono_fast_ns() - t0;
+		set_debugreg(dr7, 7);
+		set_debugreg(saved, 3);
+	}
+	local_irq_restore(flags);
+	return t0;
+}
+
 void ksw_test_spin_ns(unsigned int ns)
 {
 	ndelay(ns);

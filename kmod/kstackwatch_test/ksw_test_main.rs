@@ -17,7 +17,9 @@
 //! - `storm WRITES [GAP_NS]`: one victim; the writer writes its slot WRITES
 //!   times, GAP_NS apart (a stream of hits for recorder benchmarks).
 //! - `ipi N`: time N broadcast IPI round trips (the floor for arming), and
-//!   N data-breakpoint programmings (what arming costs locally).
+//!   N data-breakpoint programmings (what arming costs locally), and N/10
+//!   timings of 4096 stack writes with no watch, a watch on another page
+//!   and one on the same stack page (what an armed watch costs under TCG).
 //! - `recursive D [MAX [hop]]`: recursion to depth MAX (default 6); the
 //!   writer strikes the buffer of depth D only. With `hop`, every level
 //!   sleeps and moves to another CPU first.
@@ -119,10 +121,21 @@ enum Scenario {
         writes: u32,
         gap_ns: u32,
     },
-    Ipi { rounds: u32 },
-    Hold { ms: u32 },
-    Recursive { corrupt_depth: u32, max_depth: u32, hop: bool },
-    Bench { batches: u32, calls: u32 },
+    Ipi {
+        rounds: u32,
+    },
+    Hold {
+        ms: u32,
+    },
+    Recursive {
+        corrupt_depth: u32,
+        max_depth: u32,
+        hop: bool,
+    },
+    Bench {
+        batches: u32,
+        calls: u32,
+    },
 }
 
 fn parse_u32(word: Option<&str>, default: u32, max: u32) -> Result<u32, c_int> {
@@ -194,7 +207,9 @@ fn parse(cmd: &str) -> Result<Scenario, c_int> {
         _ => return Err(-EINVAL_NR),
     };
     // Only `recursive` takes a third word.
-    if words.next().is_some() || (third.is_some() && !matches!(scenario, Scenario::Recursive { .. })) {
+    if words.next().is_some()
+        || (third.is_some() && !matches!(scenario, Scenario::Recursive { .. }))
+    {
         return Err(-EINVAL_NR);
     }
     Ok(scenario)
@@ -224,7 +239,10 @@ fn in_thread(name: &CStr, cpu: Option<u32>, f: fn() -> i32) -> Result<(i32, i32)
     // SAFETY: `job` outlives the thread: we join before returning.
     let thread = unsafe { Thread::start(run, arg, name, cpu) }.ok_or(-ENOMEM_NR)?;
     thread.join();
-    Ok((job.result.load(Ordering::Relaxed), job.pid.load(Ordering::Relaxed)))
+    Ok((
+        job.result.load(Ordering::Relaxed),
+        job.pid.load(Ordering::Relaxed),
+    ))
 }
 
 struct Victim {
@@ -292,7 +310,13 @@ extern "C" fn writer_thread(arg: *mut c_void) -> c_int {
     0
 }
 
-fn silent(victims: u32, corrupt: bool, delay_ms: u32, writes: (u32, u32), out: &mut impl Write) -> Result<(), c_int> {
+fn silent(
+    victims: u32,
+    corrupt: bool,
+    delay_ms: u32,
+    writes: (u32, u32),
+    out: &mut impl Write,
+) -> Result<(), c_int> {
     let mut list = KVec::with_capacity(victims as usize, GFP_KERNEL).map_err(|_| -ENOMEM_NR)?;
     for n in 0..victims {
         let round = Round::new(0xdead_beef + u64::from(n) * 0x100).ok_or(-ENOMEM_NR)?;
@@ -332,7 +356,8 @@ fn silent(victims: u32, corrupt: bool, delay_ms: u32, writes: (u32, u32), out: &
     }
     let writer_arg = &writer as *const Writer<'_> as *mut c_void;
     // SAFETY: `writer` outlives the thread: joined below.
-    let writer_thread = unsafe { Thread::start(writer_thread, writer_arg, c_str!("ksw-writer"), None) };
+    let writer_thread =
+        unsafe { Thread::start(writer_thread, writer_arg, c_str!("ksw-writer"), None) };
     if let Some(t) = writer_thread {
         t.join();
     } else {
@@ -428,22 +453,21 @@ fn bench(batches: u32, calls: u32, out: &mut impl Write) -> Result<(), c_int> {
 }
 
 fn ipi(rounds: u32, out: &mut impl Write) -> Result<(), c_int> {
-    let mut ns = KVec::with_capacity(rounds as usize, GFP_KERNEL).map_err(|_| -ENOMEM_NR)?;
-    let mut dr = KVec::with_capacity(rounds as usize, GFP_KERNEL).map_err(|_| -ENOMEM_NR)?;
-    let mut dr_busy = KVec::with_capacity(rounds as usize, GFP_KERNEL).map_err(|_| -ENOMEM_NR)?;
-    for _ in 0..rounds {
-        // Capacity reserved above.
-        let _ = ns.push(test_glue::ipi_roundtrip_ns(), GFP_KERNEL);
-        let _ = dr.push(test_glue::dr_program_ns(0), GFP_KERNEL);
-        let _ = dr_busy.push(test_glue::dr_program_ns(3), GFP_KERNEL);
-    }
-    sort(&mut ns);
-    sort(&mut dr);
-    sort(&mut dr_busy);
-    let mean = ns.iter().sum::<u64>() / u64::from(rounds);
+    use test_glue::TaxedWatch;
+    let ns = samples(rounds, test_glue::ipi_roundtrip_ns)?;
+    let dr = samples(rounds, || test_glue::dr_program_ns(0))?;
+    let dr_busy = samples(rounds, || test_glue::dr_program_ns(3))?;
+    let tax_none = samples(rounds / 10, || test_glue::watch_tax_ns(TaxedWatch::None))?;
+    let tax_other = samples(rounds / 10, || {
+        test_glue::watch_tax_ns(TaxedWatch::OtherPage)
+    })?;
+    let tax_same = samples(rounds / 10, || {
+        test_glue::watch_tax_ns(TaxedWatch::SameStackPage)
+    })?;
+    let mean = ns.iter().sum::<u64>() / u64::from(rounds.max(1));
     let _ = write!(
         out,
-        "scenario=ipi rounds={} cpus={} roundtrip_ns_p50={} roundtrip_ns_p99={} roundtrip_ns_mean={} roundtrip_ns_min={} dr_program_ns_p50={} dr_program_ns_p99={} dr_program_3_others_ns_p50={}",
+        "scenario=ipi rounds={} cpus={} roundtrip_ns_p50={} roundtrip_ns_p99={} roundtrip_ns_mean={} roundtrip_ns_min={} dr_program_ns_p50={} dr_program_ns_p99={} dr_program_3_others_ns_p50={} stack_4096_writes_ns_p50={} stack_4096_writes_watch_other_page_ns_p50={} stack_4096_writes_watch_same_page_ns_p50={}",
         rounds,
         test_glue::online_cpus(),
         percentile(&ns, 500),
@@ -452,9 +476,23 @@ fn ipi(rounds: u32, out: &mut impl Write) -> Result<(), c_int> {
         ns.first().copied().unwrap_or(0),
         percentile(&dr, 500),
         percentile(&dr, 990),
-        percentile(&dr_busy, 500)
+        percentile(&dr_busy, 500),
+        percentile(&tax_none, 500),
+        percentile(&tax_other, 500),
+        percentile(&tax_same, 500)
     );
     Ok(())
+}
+
+/// `n` results of `measure`, sorted.
+fn samples(n: u32, mut measure: impl FnMut() -> u64) -> Result<KVec<u64>, c_int> {
+    let mut v = KVec::with_capacity(n as usize, GFP_KERNEL).map_err(|_| -ENOMEM_NR)?;
+    for _ in 0..n {
+        // Capacity reserved above.
+        let _ = v.push(measure(), GFP_KERNEL);
+    }
+    sort(&mut v);
+    Ok(v)
 }
 
 fn run(scenario: Scenario, out: &mut impl Write) -> Result<(), c_int> {
@@ -483,7 +521,10 @@ fn run(scenario: Scenario, out: &mut impl Write) -> Result<(), c_int> {
             let (bad, pid) = in_thread(c_str!("ksw-hold"), Some(0), || {
                 test_glue::hold_victim(HOLD_MS.load(Ordering::Relaxed))
             })?;
-            let _ = write!(out, "scenario=hold ms={ms} bad_words={bad} victim_pids={pid}");
+            let _ = write!(
+                out,
+                "scenario=hold ms={ms} bad_words={bad} victim_pids={pid}"
+            );
         }
         Scenario::Recursive {
             corrupt_depth,
@@ -553,7 +594,10 @@ extern "C" fn ksw_test_rs_run(cmd: *const u8, len: usize) -> isize {
     match run(scenario, outcome) {
         Ok(()) => {
             let _ = outcome.write_str("\n");
-            pr_info!("{}", core::str::from_utf8(outcome.as_bytes()).unwrap_or("?"));
+            pr_info!(
+                "{}",
+                core::str::from_utf8(outcome.as_bytes()).unwrap_or("?")
+            );
             len as isize
         }
         Err(e) => {
@@ -566,7 +610,12 @@ extern "C" fn ksw_test_rs_run(cmd: *const u8, len: usize) -> isize {
 #[no_mangle]
 extern "C" fn ksw_test_rs_result(buf: *mut u8, size: usize) -> usize {
     // SAFETY: C holds ksw_test_lock; `buf` has `size` writable bytes.
-    let (outcome, out) = unsafe { (&*OUTCOME.0.get(), core::slice::from_raw_parts_mut(buf, size)) };
+    let (outcome, out) = unsafe {
+        (
+            &*OUTCOME.0.get(),
+            core::slice::from_raw_parts_mut(buf, size),
+        )
+    };
     let text = outcome.as_bytes();
     let n = text.len().min(size);
     out[..n].copy_from_slice(&text[..n]);

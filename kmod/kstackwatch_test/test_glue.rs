@@ -45,6 +45,7 @@ extern "C" {
     fn ksw_test_sleep_ms(ms: u32);
     fn ksw_test_ipi_roundtrip_ns() -> u64;
     fn ksw_test_dr_program_ns(others: u32) -> u64;
+    fn ksw_test_watch_tax_ns(mode: u32) -> u64;
     fn ksw_test_spin_ns(ns: u32);
     fn ksw_test_move_to_cpu(cpu: u32) -> c_int;
     fn ksw_test_cpu() -> c_int;
@@ -194,6 +195,23 @@ pub(crate) fn dr_program_ns(others: u32) -> u64 {
     // SAFETY: process context; C uses the debug registers only when all are
     // free, on private words, with interrupts off, and restores them.
     unsafe { ksw_test_dr_program_ns(others) }
+}
+
+/// Where a data breakpoint sits while 4096 stack writes are timed: what
+/// `watch_tax_ns` compares.
+#[derive(Clone, Copy)]
+pub(crate) enum TaxedWatch {
+    None = 0,
+    OtherPage = 1,
+    SameStackPage = 2,
+}
+
+/// ns for 4096 8-byte stack writes while a data breakpoint watches `watch` (never
+/// the written word); 0 if the debug registers are in use.
+pub(crate) fn watch_tax_ns(watch: TaxedWatch) -> u64 {
+    // SAFETY: process context; C uses DR3 only when all registers are free,
+    // on a word nothing writes, with interrupts off, and restores it.
+    unsafe { ksw_test_watch_tax_ns(watch as u32) }
 }
 
 /// Busy-waits `ns` nanoseconds.
