@@ -13,7 +13,9 @@
 //! reported, never papered over. A hit is attached to the frame its id
 //! names.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::idmap::IdMap;
 
 use ksw_core::events::Verdict;
 
@@ -152,7 +154,7 @@ type ChainFn<'c> = Box<dyn Fn(&Hit) -> Vec<u64> + 'c>;
 
 /// Consumes the event stream; closed frames go to the `on_frame` callback.
 pub struct Correlator<'c> {
-    open: HashMap<u64, Frame>,
+    open: IdMap<u64, Frame>,
     writers: BTreeMap<(i32, String), BTreeMap<SiteKey, Site>>,
     summary: Summary,
     unmatched: Vec<MatchedHit>,
@@ -186,7 +188,7 @@ impl<'c> Correlator<'c> {
         on_frame: impl FnMut(Frame) + 'c,
     ) -> Correlator<'c> {
         Correlator {
-            open: HashMap::new(),
+            open: IdMap::default(),
             writers: BTreeMap::new(),
             summary: Summary::default(),
             unmatched: Vec::new(),

@@ -11,7 +11,7 @@
 //! own ordered-events queue assumes), and pages already read are given
 //! back to the kernel.
 
-use std::collections::HashMap;
+use crate::idmap::IdMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -264,7 +264,7 @@ impl Recording {
     /// order), in one pass.
     pub fn stream(&self, mut sink: impl FnMut(Event)) -> Result<StreamStats, LoadError> {
         let mut stats = StreamStats::default();
-        let mut comms: HashMap<i32, Arc<str>> = HashMap::new();
+        let mut comms: IdMap<i32, Arc<str>> = IdMap::default();
         // One entry per kstackwatch format (three): a scan beats hashing.
         let mut fields: Vec<FieldSet<'_>> = Vec::new();
         // Boxed: sorting moves entries, a pointer is cheap to move.
@@ -341,8 +341,40 @@ const NAMES: [&str; 20] = [
     field::REASON,
 ];
 
-fn index_of(name: &str) -> usize {
-    NAMES.iter().position(|n| *n == name).unwrap_or(0)
+/// Position of `name` in [`NAMES`], at compile time (see [`at!`]): the
+/// decoder reads ~10 fields per event and must not compare strings to
+/// find them.
+const fn index_of(name: &str) -> usize {
+    let mut i = 0;
+    while i < NAMES.len() {
+        if const_str_eq(NAMES[i], name) {
+            return i;
+        }
+        i += 1;
+    }
+    panic!("field missing from NAMES")
+}
+
+const fn const_str_eq(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut i = 0;
+    while i < a.len() {
+        if a[i] != b[i] {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
+/// The [`FieldSet`] index of a field name constant, checked when compiled.
+macro_rules! at {
+    ($name:expr) => {
+        const { index_of($name) }
+    };
 }
 
 impl<'f> FieldSet<'f> {
@@ -353,18 +385,19 @@ impl<'f> FieldSet<'f> {
         }
     }
 
-    fn get(&self, name: &str, raw: &'f [u8]) -> Result<Value<'f>, DecodeError> {
-        match self.fields[index_of(name)] {
+    /// Field `NAMES[index]` of `raw`.
+    fn get(&self, index: usize, raw: &'f [u8]) -> Result<Value<'f>, DecodeError> {
+        match self.fields[index] {
             Some(f) => f.value(raw, self.format.big_endian),
             None => Err(DecodeError::NoSuchField {
                 event: self.format.full_name(),
-                field: name.to_string(),
+                field: NAMES[index].to_string(),
             }),
         }
     }
 
-    fn has(&self, name: &str) -> bool {
-        self.fields[index_of(name)].is_some()
+    fn has(&self, index: usize) -> bool {
+        self.fields[index].is_some()
     }
 }
 
@@ -372,7 +405,7 @@ fn decode_sample<'f>(
     path: &Path,
     s: &Sample<'f>,
     set: &FieldSet<'f>,
-    comms: &HashMap<i32, Arc<str>>,
+    comms: &IdMap<i32, Arc<str>>,
 ) -> Result<Option<Event>, LoadError> {
     let name: &'static str = match set.format.name.as_str() {
         n if n == ARM => ARM,
@@ -391,19 +424,19 @@ fn decode_sample<'f>(
         }),
     };
     let raw = s.raw;
-    let u = |f: &str| -> Result<u64, LoadError> {
+    let u = |f: usize| -> Result<u64, LoadError> {
         let v = set.get(f, raw).map_err(err)?;
         v.as_u64().ok_or_else(|| {
             err(DecodeError::NotInteger {
-                field: f.to_string(),
+                field: NAMES[f].to_string(),
             })
         })
     };
-    let text = |f: &str| -> Result<String, LoadError> {
+    let text = |f: usize| -> Result<String, LoadError> {
         match set.get(f, raw).map_err(err)? {
             Value::Str(t) => Ok(t.into_owned()),
             _ => Err(err(DecodeError::NotString {
-                field: f.to_string(),
+                field: NAMES[f].to_string(),
             })),
         }
     };
@@ -419,44 +452,44 @@ fn decode_sample<'f>(
     };
     let event = match name {
         ARM => Event::Arm(Arm {
-            id: u(field::ID)?,
-            slot: u(field::SLOT)? as u8,
-            spec: u(field::SPEC)? as u8,
-            depth: u(field::DEPTH)? as u32,
-            probe_ip: u(field::PROBE_IP)?,
-            addr: u(field::ADDR)?,
-            len: u(field::LEN)? as u8,
-            sp: u(field::SP)?,
-            value: u(field::VALUE)?,
+            id: u(at!(field::ID))?,
+            slot: u(at!(field::SLOT))? as u8,
+            spec: u(at!(field::SPEC))? as u8,
+            depth: u(at!(field::DEPTH))? as u32,
+            probe_ip: u(at!(field::PROBE_IP))?,
+            addr: u(at!(field::ADDR))?,
+            len: u(at!(field::LEN))? as u8,
+            sp: u(at!(field::SP))?,
+            value: u(at!(field::VALUE))?,
             ctx,
         }),
         HIT => Event::Hit(Hit {
-            id: u(field::ID)?,
-            slot: u(field::SLOT)? as u8,
-            addr: u(field::ADDR)?,
-            len: u(field::LEN)? as u8,
-            writer_ip: u(field::WRITER_IP)?,
-            old_value: u(field::OLD_VALUE)?,
-            new_value: u(field::NEW_VALUE)?,
-            victim_pid: u(field::VICTIM_PID)? as i32,
-            victim_comm: text(field::VICTIM_COMM)?,
-            writer_comm: if set.has(field::WRITER_COMM) {
-                Some(text(field::WRITER_COMM)?)
+            id: u(at!(field::ID))?,
+            slot: u(at!(field::SLOT))? as u8,
+            addr: u(at!(field::ADDR))?,
+            len: u(at!(field::LEN))? as u8,
+            writer_ip: u(at!(field::WRITER_IP))?,
+            old_value: u(at!(field::OLD_VALUE))?,
+            new_value: u(at!(field::NEW_VALUE))?,
+            victim_pid: u(at!(field::VICTIM_PID))? as i32,
+            victim_comm: text(at!(field::VICTIM_COMM))?,
+            writer_comm: if set.has(at!(field::WRITER_COMM)) {
+                Some(text(at!(field::WRITER_COMM))?)
             } else {
                 None
             },
-            probe_ip: u(field::PROBE_IP)?,
+            probe_ip: u(at!(field::PROBE_IP))?,
             ctx,
         }),
         _ => Event::Disarm(Disarm {
-            id: u(field::ID)?,
-            slot: u(field::SLOT)? as u8,
-            addr: u(field::ADDR)?,
-            arm_value: u(field::ARM_VALUE)?,
-            exit_value: u(field::EXIT_VALUE)?,
-            hits: u(field::HITS)? as u32,
-            corrupted: u(field::CORRUPTED)? != 0,
-            reason: DisarmReason::from_raw(u(field::REASON)?),
+            id: u(at!(field::ID))?,
+            slot: u(at!(field::SLOT))? as u8,
+            addr: u(at!(field::ADDR))?,
+            arm_value: u(at!(field::ARM_VALUE))?,
+            exit_value: u(at!(field::EXIT_VALUE))?,
+            hits: u(at!(field::HITS))? as u32,
+            corrupted: u(at!(field::CORRUPTED))? != 0,
+            reason: DisarmReason::from_raw(u(at!(field::REASON))?),
             ctx,
         }),
     };

@@ -12,6 +12,7 @@ pub mod cli;
 pub mod correlate;
 pub mod events;
 pub mod graph;
+pub mod idmap;
 pub mod mapping;
 pub mod record;
 pub mod report;

@@ -1,7 +1,9 @@
 //! The report: one model (built frame by frame as the stream goes), printed
 //! as text or JSON, so both outputs always say the same thing.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+use crate::idmap::IdMap;
 use std::fmt::Write as _;
 
 use serde::Serialize;
@@ -409,7 +411,7 @@ pub struct FrameListing {
     pub others: BTreeMap<(String, &'static str), u64>,
     /// Function names by probe address: symbolizing (and demangling) once
     /// per probe point, not once per frame.
-    functions: HashMap<u64, String>,
+    functions: IdMap<u64, String>,
 }
 
 impl FrameListing {
