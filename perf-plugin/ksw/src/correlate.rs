@@ -14,12 +14,12 @@
 //! names.
 
 use std::collections::{BTreeMap, BTreeSet};
-
-use crate::idmap::IdMap;
+use std::sync::Arc;
 
 use ksw_core::events::Verdict;
 
 use crate::events::{Arm, Disarm, Event, Hit};
+use crate::idmap::IdMap;
 
 /// How many hits each frame and each writer site keep for display; the
 /// rest are counted.
@@ -141,11 +141,11 @@ impl Summary {
 
 /// The name a writer is shown under: the kernel's own record of it if the
 /// event has one, else the recording's COMM tracking.
-pub fn writer_comm(hit: &Hit) -> String {
+pub fn writer_comm(hit: &Hit) -> Arc<str> {
     hit.writer_comm
         .clone()
-        .or_else(|| hit.ctx.comm.as_deref().map(str::to_string))
-        .unwrap_or_else(|| "?".to_string())
+        .or_else(|| hit.ctx.comm.clone())
+        .unwrap_or_else(|| Arc::from("?"))
 }
 
 type SiteKey = (u64, Vec<u64>);
@@ -155,7 +155,7 @@ type ChainFn<'c> = Box<dyn Fn(&Hit) -> Vec<u64> + 'c>;
 /// Consumes the event stream; closed frames go to the `on_frame` callback.
 pub struct Correlator<'c> {
     open: IdMap<u64, Frame>,
-    writers: BTreeMap<(i32, String), BTreeMap<SiteKey, Site>>,
+    writers: BTreeMap<(i32, Arc<str>), BTreeMap<SiteKey, Site>>,
     summary: Summary,
     unmatched: Vec<MatchedHit>,
     /// Agreements other than "agree", with the hit (for notes).
@@ -329,7 +329,7 @@ impl<'c> Correlator<'c> {
             .into_iter()
             .map(|((tid, comm), sites)| Writer {
                 tid,
-                comm,
+                comm: comm.to_string(),
                 sites: sites.into_values().collect(),
             })
             .collect();

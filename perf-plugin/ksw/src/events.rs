@@ -11,8 +11,9 @@
 //! own ordered-events queue assumes), and pages already read are given
 //! back to the kernel.
 
-use crate::idmap::IdMap;
+use std::collections::HashSet;
 use std::fmt;
+use std::hash::BuildHasherDefault;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -22,6 +23,7 @@ use ksw_perf::{
     DecodeError, EventFormat, Field, Kallsyms, PerfFile, ReadError, Record, Sample, Value,
 };
 
+use crate::idmap::{IdHasher, IdMap};
 use crate::mapping::Mapping;
 
 /// Where and when an event happened: the sample's own header.
@@ -67,9 +69,9 @@ pub struct Hit {
     pub old_value: u64,
     pub new_value: u64,
     pub victim_pid: i32,
-    pub victim_comm: String,
+    pub victim_comm: Arc<str>,
     /// The writer's name as the kernel saw it (absent in old recordings).
-    pub writer_comm: Option<String>,
+    pub writer_comm: Option<Arc<str>>,
     pub probe_ip: u64,
 }
 
@@ -265,6 +267,7 @@ impl Recording {
     pub fn stream(&self, mut sink: impl FnMut(Event)) -> Result<StreamStats, LoadError> {
         let mut stats = StreamStats::default();
         let mut comms: IdMap<i32, Arc<str>> = IdMap::default();
+        let mut names = Names::default();
         // One entry per kstackwatch format (three): a scan beats hashing.
         let mut fields: Vec<FieldSet<'_>> = Vec::new();
         // Boxed: sorting moves entries, a pointer is cheap to move.
@@ -298,7 +301,7 @@ impl Recording {
                             &fields[fields.len() - 1]
                         }
                     };
-                    if let Some(event) = decode_sample(&self.path, &s, set, &comms)? {
+                    if let Some(event) = decode_sample(&self.path, &s, set, &comms, &mut names)? {
                         queue.push(event.ctx().time_ns, Box::new(event));
                         stats.events += 1;
                     }
@@ -308,6 +311,22 @@ impl Recording {
         }
         queue.finish(|e| sink(*e));
         Ok(stats)
+    }
+}
+
+/// Task names seen in event fields, shared: a recording repeats a few names
+/// in every hit, and a shared one costs no allocation.
+#[derive(Default)]
+struct Names(HashSet<Arc<str>, BuildHasherDefault<IdHasher>>);
+
+impl Names {
+    fn intern(&mut self, name: &str) -> Arc<str> {
+        if let Some(known) = self.0.get(name) {
+            return known.clone();
+        }
+        let new: Arc<str> = Arc::from(name);
+        self.0.insert(new.clone());
+        new
     }
 }
 
@@ -406,6 +425,7 @@ fn decode_sample<'f>(
     s: &Sample<'f>,
     set: &FieldSet<'f>,
     comms: &IdMap<i32, Arc<str>>,
+    names: &mut Names,
 ) -> Result<Option<Event>, LoadError> {
     let name: &'static str = match set.format.name.as_str() {
         n if n == ARM => ARM,
@@ -432,9 +452,9 @@ fn decode_sample<'f>(
             })
         })
     };
-    let text = |f: usize| -> Result<String, LoadError> {
+    let mut text = |f: usize| -> Result<Arc<str>, LoadError> {
         match set.get(f, raw).map_err(err)? {
-            Value::Str(t) => Ok(t.into_owned()),
+            Value::Str(t) => Ok(names.intern(&t)),
             _ => Err(err(DecodeError::NotString {
                 field: NAMES[f].to_string(),
             })),

@@ -159,7 +159,7 @@ impl Renderer<'_> {
             cpu: h.ctx.cpu,
             writer: Task {
                 pid: h.ctx.tid,
-                comm: correlate::writer_comm(h),
+                comm: correlate::writer_comm(h).to_string(),
             },
             instruction: self.symbols.describe(h.writer_ip),
             address: hex(h.addr),
@@ -167,7 +167,7 @@ impl Renderer<'_> {
             new_value: hex(h.new_value),
             victim: Task {
                 pid: h.victim_pid,
-                comm: h.victim_comm.clone(),
+                comm: h.victim_comm.to_string(),
             },
             matched_by_id: m.by_id,
             matched_by_time: match m.by_time {
@@ -192,7 +192,7 @@ impl Renderer<'_> {
                 comm: f
                     .hits
                     .first()
-                    .map(|m| m.hit.victim_comm.clone())
+                    .map(|m| m.hit.victim_comm.to_string())
                     .or_else(|| a.ctx.comm.as_deref().map(str::to_string))
                     .unwrap_or_else(|| "?".into()),
             },
