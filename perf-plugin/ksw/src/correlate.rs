@@ -269,10 +269,11 @@ impl<'c> Correlator<'c> {
             .writers
             .entry((m.hit.ctx.tid, writer_comm(&m.hit)))
             .or_default()
-            .entry((m.hit.writer_ip, chain.clone()))
-            .or_insert_with(|| Site {
-                writer_ip: m.hit.writer_ip,
-                chain,
+            .entry((m.hit.writer_ip, chain))
+            // The chain is copied only for a new site, not for every hit.
+            .or_insert_with_key(|(writer_ip, chain)| Site {
+                writer_ip: *writer_ip,
+                chain: chain.clone(),
                 count: 0,
                 cpus: BTreeSet::new(),
                 victims: BTreeSet::new(),
