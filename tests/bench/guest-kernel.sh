@@ -21,13 +21,17 @@ emit() { echo "\"$1\": $2," >&3; echo "[bench] $1: $2" >&2; }
 
 # 1. Per-call cost of the watched function.
 emit call_no_watch "$(json "$(scenario "bench $B $C")")"
-insmod tests/vm/modules/ksw_bare_probes.ko func=ksw_test_bench_victim offset=$fo
-emit call_bare_probe_pair "$(json "$(scenario "bench $B $C")")"
-rmmod ksw_bare_probes
-ksw_config "$spec dp=5"
-emit call_probes_not_arming "$(json "$(scenario "bench $B $C")")"
-expect_match "$(counter other_depth)" '^[1-9]' "non-arming calls counted as other_depth"
-ksw_config ""
+# Bare pair and non-arming kstackwatch alternate over three trials: the
+# VM's speed drifts over a run, and these two are compared with each other.
+for trial in 1 2 3; do
+	insmod tests/vm/modules/ksw_bare_probes.ko func=ksw_test_bench_victim offset=$fo
+	emit call_bare_probe_pair_t$trial "$(json "$(scenario "bench $B $C")")"
+	rmmod ksw_bare_probes
+	ksw_config "$spec dp=5"
+	emit call_probes_not_arming_t$trial "$(json "$(scenario "bench $B $C")")"
+	expect_match "$(counter other_depth)" '^[1-9]' "non-arming calls counted as other_depth"
+	ksw_config ""
+done
 # Fresh module: the latency histograms then hold only this run's arms.
 rmmod kstackwatch && insmod kmod/kstackwatch/kstackwatch.ko
 ksw_config "$spec"

@@ -399,6 +399,29 @@ impl<W: Write + Seek> Writer<W> {
         Ok(())
     }
 
+    /// Append a run of whole records exactly as read from a perf mmap ring
+    /// buffer, in one write: every header's size must land on the next
+    /// header and the last record must end with `records`.
+    pub fn write_raw_records(&mut self, records: &[u8]) -> io::Result<()> {
+        let mut at = 0usize;
+        while at < records.len() {
+            let size = records
+                .get(at + 6..at + 8)
+                .map(|b| usize::from(u16::from_le_bytes([b[0], b[1]])))
+                .ok_or_else(|| bad(format!("record at byte {at} shorter than its header")))?;
+            if size < 8 || at + size > records.len() {
+                return Err(bad(format!(
+                    "record at byte {at} says {size} bytes, {} left",
+                    records.len() - at
+                )));
+            }
+            at += size;
+        }
+        self.out.write_all(records)?;
+        self.pos += records.len() as u64;
+        Ok(())
+    }
+
     /// Append a `PERF_RECORD_LOST` for event id `id`, with a `sample_id`
     /// trailer laid out for that event (when it has `sample_id_all`).
     pub fn write_lost(&mut self, id: u64, lost: u64, sample_id: &SampleId) -> io::Result<()> {

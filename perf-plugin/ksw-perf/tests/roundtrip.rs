@@ -434,9 +434,9 @@ fn fresh_recording_from_ring_buffer_records() {
             })
             .unwrap();
         }
-        for r in &ring {
-            w.write_raw_record(r).unwrap();
-        }
+        // One record alone, the rest as one run (as `ksw record` drains).
+        w.write_raw_record(&ring[0]).unwrap();
+        w.write_raw_records(&ring[1..].concat()).unwrap();
         // No id in the trailer given: the lost event's own id goes there.
         let lost_sid = SampleId {
             id: None,
@@ -447,6 +447,9 @@ fn fresh_recording_from_ring_buffer_records() {
         // A malformed record is refused, not written.
         assert!(w.write_raw_record(&ring[0][..ring[0].len() - 8]).is_err());
         assert!(w.write_raw_record(&[1, 2, 3]).is_err());
+        let run = ring[..2].concat();
+        assert!(w.write_raw_records(&run[..run.len() - 8]).is_err());
+        assert!(w.write_raw_records(&[0; 8]).is_err());
         w.finish().unwrap();
     }
     let bytes = out.into_inner();

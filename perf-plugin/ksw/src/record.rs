@@ -13,7 +13,6 @@
 //! (in TRACING_DATA), kernel and module maps, and the comm of every
 //! existing task, so it can be reported on elsewhere.
 
-use std::collections::HashMap;
 use std::fs::{self, File};
 use std::io::{self, BufWriter};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -30,6 +29,7 @@ use ksw_perf::{tracing_data, EventSpec, PerfEventAttr, Writer, WriterConfig};
 use perf_event_open_sys as sys;
 
 use crate::cli::RecordArgs;
+use crate::idmap::IdMap;
 
 static STOP: AtomicBool = AtomicBool::new(false);
 
@@ -204,8 +204,16 @@ impl Ring {
         self.base.as_ptr().cast()
     }
 
-    /// Hands every complete record in the ring to `sink`, then frees the space.
-    fn drain(&mut self, mut sink: impl FnMut(&[u8]) -> io::Result<()>) -> io::Result<usize> {
+    /// Shows every complete record in the ring to `visit`, hands the same
+    /// bytes to `sink` in as few pieces as possible (runs of whole records
+    /// straight from the mapping; a record that wraps around the ring's end
+    /// copied whole), then frees the space. No per-record copy: at the
+    /// highest rates the recorder competes for the CPU with what it records.
+    fn drain(
+        &mut self,
+        mut visit: impl FnMut(&[u8]),
+        mut sink: impl FnMut(&[u8]) -> io::Result<()>,
+    ) -> io::Result<usize> {
         let meta = self.meta();
         // SAFETY: data_head is written by the kernel; a volatile read then an
         // acquire fence is the documented protocol (perf_event_open(2)).
@@ -214,9 +222,28 @@ impl Ring {
         // SAFETY: data_tail is ours to read and write.
         let mut tail = unsafe { std::ptr::read_volatile(&raw const (*meta).data_tail) };
         let data = self.base.as_ptr().wrapping_add(self.data_offset);
+        let ring = self.data_size;
+        // SAFETY: [data, data + ring) is the mapped data area. The kernel
+        // writes only outside [tail, head) until we publish a new tail, and
+        // only bytes of [tail, head) are read through this slice.
+        let bytes = unsafe { std::slice::from_raw_parts(data, ring) };
         let mut records = 0;
+        // Start of the run of whole records not yet handed to `sink`.
+        let mut run = tail;
+        let flush = |from: u64, to: u64, sink: &mut dyn FnMut(&[u8]) -> io::Result<()>| {
+            if from == to {
+                return Ok(());
+            }
+            let at = (from % ring as u64) as usize;
+            sink(&bytes[at..at + (to - from) as usize])
+        };
         while tail < head {
-            let at = (tail % self.data_size as u64) as usize;
+            let at = (tail % ring as u64) as usize;
+            if at == 0 && run != tail {
+                // The run reached the ring's end exactly.
+                flush(run, tail, &mut sink)?;
+                run = tail;
+            }
             let mut header = [0u8; 8];
             self.copy_out(data, at, &mut header);
             let size = usize::from(u16::from_ne_bytes([header[6], header[7]]));
@@ -228,15 +255,23 @@ impl Ring {
                     "malformed perf ring record",
                 ));
             }
-            let mut record = std::mem::take(&mut self.scratch);
-            record.resize(size, 0);
-            self.copy_out(data, at, &mut record);
-            let result = sink(&record);
-            self.scratch = record;
-            result?;
+            if at + size <= ring {
+                visit(&bytes[at..at + size]);
+            } else {
+                flush(run, tail, &mut sink)?;
+                let mut record = std::mem::take(&mut self.scratch);
+                record.resize(size, 0);
+                self.copy_out(data, at, &mut record);
+                visit(&record);
+                let result = sink(&record);
+                self.scratch = record;
+                result?;
+                run = tail + size as u64;
+            }
             tail += size as u64;
             records += 1;
         }
+        flush(run, tail, &mut sink)?;
         fence(Ordering::Release);
         // SAFETY: publishing how far we read; the kernel may reuse the space.
         unsafe { std::ptr::write_volatile(&raw mut (*meta).data_tail, tail) };
@@ -474,7 +509,7 @@ pub fn run(args: &RecordArgs) -> Result<(), String> {
             ids: Vec::new(),
         })
         .collect();
-    let mut event_of_id: HashMap<u64, usize> = HashMap::new();
+    let mut event_of_id: IdMap<u64, usize> = IdMap::default();
     for &cpu in &cpus {
         let mut leader: Option<usize> = None;
         for (index, &id) in ids.iter().enumerate() {
@@ -599,18 +634,20 @@ pub fn run(args: &RecordArgs) -> Result<(), String> {
     let mut drain_all =
         |writer: &mut Writer<BufWriter<File>>, rings: &mut Vec<Ring>| -> Result<(), String> {
             for ring in rings.iter_mut() {
-                ring.drain(|rec| {
-                    let kind = u32::from_ne_bytes([rec[0], rec[1], rec[2], rec[3]]);
-                    if kind == record_type::SAMPLE && rec.len() >= 16 {
-                        let id = u64::from_ne_bytes(rec[8..16].try_into().unwrap_or([0; 8]));
-                        if let Some(&e) = event_of_id.get(&id) {
-                            counts[e] += 1;
+                ring.drain(
+                    |rec| {
+                        let kind = u32::from_ne_bytes([rec[0], rec[1], rec[2], rec[3]]);
+                        if kind == record_type::SAMPLE && rec.len() >= 16 {
+                            let id = u64::from_ne_bytes(rec[8..16].try_into().unwrap_or([0; 8]));
+                            if let Some(&e) = event_of_id.get(&id) {
+                                counts[e] += 1;
+                            }
+                        } else if kind == record_type::LOST && rec.len() >= 24 {
+                            lost += u64::from_ne_bytes(rec[16..24].try_into().unwrap_or([0; 8]));
                         }
-                    } else if kind == record_type::LOST && rec.len() >= 24 {
-                        lost += u64::from_ne_bytes(rec[16..24].try_into().unwrap_or([0; 8]));
-                    }
-                    writer.write_raw_record(rec)
-                })
+                    },
+                    |run| writer.write_raw_records(run),
+                )
                 .map_err(|e| format!("recording: {e}"))?;
             }
             writer.write_finished_round().map_err(werr)
