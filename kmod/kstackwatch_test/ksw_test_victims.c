@@ -70,13 +70,21 @@ static noinline void ksw_test_nothing(struct ksw_test_round *r,
 	barrier_data(slot);
 }
 
-/* The victim, armed: tell the writer, then give it time to strike. */
+/*
+ * The victim, armed: tell the writer, then wait until it has struck. The
+ * writer writes into this frame, so the frame must outlive it however slow
+ * the kernel is (a timeout here once let a debug kernel's writer write into
+ * a freed stack); the writer always reports done. Waking up now and then
+ * keeps a long wait from looking like a hung task.
+ */
 static noinline void ksw_test_victim_wait(struct ksw_test_round *r,
 					  unsigned long *slot)
 {
 	r->victim_slot = slot;
 	complete(&r->victim_ready);
-	wait_for_completion_timeout(&r->writer_done, msecs_to_jiffies(15000));
+	while (!wait_for_completion_timeout(&r->writer_done,
+					    msecs_to_jiffies(10000)))
+		;
 }
 
 /*

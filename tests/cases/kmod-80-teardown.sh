@@ -13,7 +13,7 @@ wait_armed() {
 }
 trace_start
 ksw_config "$(watch_local ksw_test_hold_victim)"
-echo "hold 10000" >/proc/kstackwatch_test &
+echo "hold $((10000 * SLOW))" >/proc/kstackwatch_test &
 wait_armed
 expect_match "$(grep -E '^# cpu' /proc/kstackwatch)" 'slot0=0x' "a CPU watches the held frame"
 [ "$(grep -cE '^# cpu[0-9]+: slot0=0x' /proc/kstackwatch)" = "$(nproc)" ] || fail "not every CPU watches: $(grep '^# cpu' /proc/kstackwatch)"
@@ -24,7 +24,7 @@ expect "$(field "$(grep ' ksw_disarm: ' <<<"$(events)")" reason)" teardown "disa
 wait
 
 ksw_config "$(watch_local ksw_test_hold_victim)"
-echo "hold 10000" >/proc/kstackwatch_test &
+echo "hold $((10000 * SLOW))" >/proc/kstackwatch_test &
 wait_armed
 rmmod kstackwatch || fail "rmmod while armed"
 ok "rmmod while a frame is armed"

@@ -6,7 +6,7 @@ run_in_guest "$0" "$@"
 . tests/lib/guest.sh
 trace_start
 ksw_config "$(watch_local ksw_test_victim)"
-echo "silent 1 3000" >/proc/kstackwatch_test &
+echo "silent 1 $((3000 * SLOW))" >/proc/kstackwatch_test &
 for _ in $(seq 50); do grep -q ' 1 armed$' /proc/kstackwatch && break; sleep 0.1; done
 grep -q ' 1 armed$' /proc/kstackwatch || fail "victim never armed"
 echo 0 >/sys/devices/system/cpu/cpu1/online || fail "offline cpu1"
