@@ -91,6 +91,25 @@ impl Default for WriterConfig {
     }
 }
 
+/// Size of the record whose `perf_event_header` starts at `at` in `bytes`,
+/// checked to be a whole record inside `bytes`.
+fn record_size_at(bytes: &[u8], at: usize) -> io::Result<usize> {
+    let size = bytes
+        .get(at + 6..at + 8)
+        .map(|b| usize::from(u16::from_le_bytes([b[0], b[1]])))
+        .ok_or_else(|| {
+            bad(format!(
+                "record at byte {at} shorter than its 8-byte header"
+            ))
+        })?;
+    if size < 8 || at + size > bytes.len() {
+        return Err(bad(format!(
+            "record at byte {at} says {size} bytes, {} left",
+            bytes.len() - at
+        )));
+    }
+    Ok(size)
+}
 fn bad(msg: impl Into<String>) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidInput, msg.into())
 }
@@ -384,19 +403,14 @@ impl<W: Write + Seek> Writer<W> {
     /// Append a record exactly as read from a perf mmap ring buffer:
     /// `perf_event_header` + payload, `header.size == record.len()`.
     pub fn write_raw_record(&mut self, record: &[u8]) -> io::Result<()> {
-        let size = record
-            .get(6..8)
-            .map(|b| u16::from_le_bytes([b[0], b[1]]))
-            .ok_or_else(|| bad("record shorter than its 8-byte header"))?;
-        if usize::from(size) != record.len() {
+        let size = record_size_at(record, 0)?;
+        if size != record.len() {
             return Err(bad(format!(
                 "record header says {size} bytes, {} given",
                 record.len()
             )));
         }
-        self.out.write_all(record)?;
-        self.pos += record.len() as u64;
-        Ok(())
+        self.write_checked(record)
     }
 
     /// Append a run of whole records exactly as read from a perf mmap ring
@@ -405,18 +419,12 @@ impl<W: Write + Seek> Writer<W> {
     pub fn write_raw_records(&mut self, records: &[u8]) -> io::Result<()> {
         let mut at = 0usize;
         while at < records.len() {
-            let size = records
-                .get(at + 6..at + 8)
-                .map(|b| usize::from(u16::from_le_bytes([b[0], b[1]])))
-                .ok_or_else(|| bad(format!("record at byte {at} shorter than its header")))?;
-            if size < 8 || at + size > records.len() {
-                return Err(bad(format!(
-                    "record at byte {at} says {size} bytes, {} left",
-                    records.len() - at
-                )));
-            }
-            at += size;
+            at += record_size_at(records, at)?;
         }
+        self.write_checked(records)
+    }
+
+    fn write_checked(&mut self, records: &[u8]) -> io::Result<()> {
         self.out.write_all(records)?;
         self.pos += records.len() as u64;
         Ok(())
