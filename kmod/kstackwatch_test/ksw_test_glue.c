@@ -112,6 +112,10 @@ u64 ksw_test_ipi_roundtrip_ns(void)
 
 static u64 ksw_test_dr_target[4];
 
+/* DR7 bits for DRn: local enable (bit 2n), R/W = write (01), LEN = 8 (10). */
+#define KSW_TEST_DR_BITS(n) ((1UL << (2 * (n))) | (0x1UL << (16 + 4 * (n))) | \
+			     (0x2UL << (18 + 4 * (n))))
+
 /*
  * The cost of programming a data breakpoint on this CPU, as arming does:
  * DR3 pointed at a private word and enabled for 8-byte writes in DR7, then
@@ -123,9 +127,6 @@ static u64 ksw_test_dr_target[4];
  */
 u64 ksw_test_dr_program_ns(unsigned int others)
 {
-	/* DRn: local enable (bit 2n), R/W = write (01), LEN = 8 bytes (10). */
-#define KSW_TEST_DR_BITS(n) ((1UL << (2 * (n))) | (0x1UL << (16 + 4 * (n))) | \
-			     (0x2UL << (18 + 4 * (n))))
 	unsigned long flags, dr7, saved[4], base;
 	u64 t0 = 0;
 	int i;
@@ -159,7 +160,6 @@ u64 ksw_test_dr_program_ns(unsigned int others)
 	}
 	local_irq_restore(flags);
 	return t0;
-#undef KSW_TEST_DR_BITS
 }
 
 /*
@@ -173,8 +173,6 @@ u64 ksw_test_dr_program_ns(unsigned int others)
  */
 u64 ksw_test_watch_tax_ns(unsigned int mode)
 {
-	/* DR3: local enable (bit 6), R/W = write (01), LEN = 8 bytes (10). */
-	const unsigned long dr3_bits = (1UL << 6) | (0x1UL << 28) | (0x2UL << 30);
 	unsigned long buf[3], flags, dr7, saved, watched;
 	u64 t0 = 0;
 	int i;
@@ -192,7 +190,7 @@ u64 ksw_test_watch_tax_ns(unsigned int mode)
 		get_debugreg(saved, 3);
 		if (mode) {
 			set_debugreg(watched, 3);
-			set_debugreg(dr7 | dr3_bits, 7);
+			set_debugreg(dr7 | KSW_TEST_DR_BITS(3), 7);
 		}
 		t0 = ktime_get_mono_fast_ns();
 		for (i = 0; i < 4096; i++)

@@ -425,19 +425,17 @@ fn percentile(sorted: &[u64], per_mille: usize) -> u64 {
 }
 
 fn bench(batches: u32, calls: u32, out: &mut impl Write) -> Result<(), c_int> {
-    let mut per_call = KVec::with_capacity(batches as usize, GFP_KERNEL).map_err(|_| -ENOMEM_NR)?;
     let mut sink = 0u64;
-    for b in 0..batches {
+    let mut batch = 0u32;
+    let per_call = samples(batches, || {
         let t0 = test_glue::now_ns();
         for c in 0..calls {
-            sink = sink.wrapping_add(test_glue::bench_victim(u64::from(b ^ c)));
+            sink = sink.wrapping_add(test_glue::bench_victim(u64::from(batch ^ c)));
         }
-        let ns = test_glue::now_ns().saturating_sub(t0);
-        // Capacity reserved above.
-        let _ = per_call.push(ns / u64::from(calls), GFP_KERNEL);
-    }
+        batch += 1;
+        test_glue::now_ns().saturating_sub(t0) / u64::from(calls)
+    })?;
     core::hint::black_box(sink);
-    sort(&mut per_call);
     let mean = per_call.iter().sum::<u64>() / u64::from(batches);
     let _ = write!(
         out,
