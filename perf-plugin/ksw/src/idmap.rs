@@ -1,5 +1,5 @@
 //! Hash maps keyed by integers from the recording (thread ids, watch ids,
-//! addresses), looked up once or more per event: SipHash's resistance to
+//! addresses) or short task names, looked up once or more per event: SipHash's resistance to
 //! chosen keys costs more than the whole decode of an event, and a
 //! recording is the user's own data.
 
