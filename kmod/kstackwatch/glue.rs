@@ -1,492 +1,440 @@
 // SPDX-License-Identifier: GPL-2.0
-//! The unsafe edge: declarations of the C layer (`ksw_glue.h`) and thin safe
-//! wrappers. Nothing here decides anything.
-//!
-//! Types: on x86_64 Linux `unsigned long` and `size_t` are 64-bit, the
-//! same as `usize`; C `bool` is Rust `bool`.
+//! The unsafe edge: safe wrappers over the C layer. The raw declarations
+//! live in the private `ffi` module; nothing else in the crate reaches C
+//! directly. Nothing here decides anything.
 
-use core::ffi::{c_char, c_int, c_void};
+use core::ffi::{c_int, c_void};
+use core::marker::PhantomData;
 use core::ptr::NonNull;
 
+use kernel::bindings::pt_regs;
+use kernel::prelude::*;
+
 use crate::ksw_core::config::{FuncName, MAX_FUNC_NAME};
+use crate::ksw_core::events::{ArmRecord, DisarmRecord, HitRecord, COMM_LEN};
 
-/// `struct pt_regs`, only ever passed back to C.
-#[repr(C)]
-pub(crate) struct PtRegs {
-    _opaque: [u8; 0],
+#[path = "ffi.rs"]
+mod ffi;
+
+pub(crate) use ffi::{SeqFile, CALL_DATA};
+
+/// The registers a probe or breakpoint handler was given, for the
+/// duration of that handler.
+pub(crate) struct Regs<'a> {
+    raw: NonNull<pt_regs>,
+    _handler: PhantomData<&'a mut pt_regs>,
 }
 
-#[repr(C)]
-struct RawProbe {
-    _opaque: [u8; 0],
+impl Regs<'_> {
+    /// # Safety
+    ///
+    /// `raw` points at the live `pt_regs` of the running kprobe, fprobe or
+    /// breakpoint handler, valid and not accessed by anyone else for `'a`.
+    pub(crate) unsafe fn from_raw<'a>(raw: *mut pt_regs) -> Option<Regs<'a>> {
+        NonNull::new(raw).map(|raw| Regs {
+            raw,
+            _handler: PhantomData,
+        })
+    }
+
+    fn get(&self) -> &pt_regs {
+        // SAFETY: valid for the handler's duration (`from_raw`'s contract).
+        unsafe { self.raw.as_ref() }
+    }
+
+    pub(crate) fn sp(&self) -> u64 {
+        self.get().sp as u64
+    }
+
+    pub(crate) fn bp(&self) -> u64 {
+        self.get().bp as u64
+    }
+
+    pub(crate) fn ip(&self) -> u64 {
+        self.get().ip as u64
+    }
+
+    /// The CFA of the frame these registers are in (one ORC unwind step).
+    pub(crate) fn unwind_cfa(&self) -> Option<u64> {
+        // SAFETY: live register set of the current handler (`from_raw`).
+        let cfa = unsafe { ffi::ksw_unwind_cfa(self.raw.as_ptr()) };
+        (cfa != 0).then_some(cfa as u64)
+    }
+
+    fn as_ptr(&self) -> *mut pt_regs {
+        self.raw.as_ptr()
+    }
 }
 
-pub(crate) const SYM_LEN: usize = 128;
-
-/// `struct ksw_symbol`.
-#[repr(C)]
-pub(crate) struct Symbol {
-    pub(crate) addr: usize,
-    pub(crate) offset: usize,
+/// A kernel function as kallsyms knows it.
+pub(crate) struct Function {
+    pub(crate) start: usize,
     pub(crate) size: usize,
-    pub(crate) name: [u8; SYM_LEN],
+    name: [u8; ffi::SYM_LEN],
 }
 
-impl Symbol {
-    const fn zeroed() -> Symbol {
-        Symbol {
-            addr: 0,
-            offset: 0,
-            size: 0,
-            name: [0; SYM_LEN],
+impl Function {
+    fn from_symbol(sym: &ffi::Symbol) -> Function {
+        Function {
+            start: sym.start,
+            size: sym.size,
+            name: sym.name,
         }
     }
 
-    pub(crate) fn name(&self) -> &[u8] {
-        let end = self.name.iter().position(|&b| b == 0).unwrap_or(SYM_LEN);
-        &self.name[..end]
+    /// "name" or "name [module]".
+    pub(crate) fn name(&self) -> &str {
+        let end = self
+            .name
+            .iter()
+            .position(|&b| b == 0)
+            .unwrap_or(self.name.len());
+        core::str::from_utf8(&self.name[..end]).unwrap_or("?")
     }
 }
 
-extern "C" {
-    fn ksw_glue_init() -> c_int;
-    fn ksw_glue_exit();
-
-    fn ksw_probe_create(
-        func: *const c_char,
-        offset: u32,
-        owner: *mut c_void,
-        sym: *mut Symbol,
-        err: *mut c_int,
-        kprobe_ok: *mut bool,
-    ) -> *mut RawProbe;
-    fn ksw_probe_enable(p: *mut RawProbe);
-    fn ksw_probe_disable(p: *mut RawProbe);
-    fn ksw_probe_destroy(p: *mut RawProbe);
-    fn ksw_probe_missed(p: *mut RawProbe, kprobe_missed: *mut u64, fprobe_missed: *mut u64);
-    fn ksw_probe_hooked_calls(p: *mut RawProbe, innermost: *mut usize) -> u32;
-    fn ksw_synchronize();
-
-    fn ksw_slots_alloc(max: u32) -> c_int;
-    fn ksw_slots_free();
-    fn ksw_slot_program_local(slot: u32, addr: usize, len: u8) -> bool;
-    fn ksw_kick_remote();
-    fn ksw_sync_all_wait();
-    fn ksw_online_cpus() -> u32;
-    fn ksw_slot_cpu_state(cpu: u32, slot: u32, addr: *mut usize) -> c_int;
-    fn ksw_nr_cpu_ids() -> u32;
-
-    fn ksw_current_task() -> usize;
-    fn ksw_current_pid() -> c_int;
-    fn ksw_current_comm(comm: *mut u8);
-    fn ksw_current_stack(lo: *mut usize, hi: *mut usize);
-    fn ksw_current_canary() -> u64;
-    fn ksw_frame_of(regs: *mut PtRegs) -> usize;
-    fn ksw_frame_on_chain(
-        regs: *mut PtRegs,
-        frame: usize,
-        func_start: usize,
-        func_end: usize,
-    ) -> bool;
-    fn ksw_read_nofault(addr: usize, len: u8, value: *mut u64) -> bool;
-    fn ksw_read_text(addr: usize, buf: *mut u8, len: usize) -> bool;
-    fn ksw_nmi_nesting() -> u32;
-    fn ksw_in_this_module(ip: usize) -> bool;
-    fn ksw_now_ns() -> u64;
-    fn ksw_thread_size() -> u32;
-    fn ksw_hw_slots() -> u32;
-
-    fn ksw_trace_arm(
-        id: u64,
-        slot: u8,
-        spec: u8,
-        depth: u32,
-        probe_ip: usize,
-        addr: usize,
-        len: u8,
-        sp: usize,
-        value: u64,
-    );
-    fn ksw_trace_hit(
-        id: u64,
-        slot: u8,
-        addr: usize,
-        len: u8,
-        writer_ip: usize,
-        old_value: u64,
-        new_value: u64,
-        victim_pid: c_int,
-        victim_comm: *const u8,
-        probe_ip: usize,
-    );
-    fn ksw_trace_disarm(
-        id: u64,
-        slot: u8,
-        addr: usize,
-        arm_value: u64,
-        exit_value: u64,
-        hits: u32,
-        corrupted: bool,
-        reason: u8,
-    );
-    fn ksw_log_hit(
-        id: u64,
-        addr: usize,
-        writer_ip: usize,
-        old_value: u64,
-        new_value: u64,
-        victim_pid: c_int,
-        victim_comm: *const u8,
-    );
-    fn ksw_panic_caught(id: u64, writer_ip: usize);
+fn empty_symbol() -> ffi::Symbol {
+    ffi::Symbol {
+        start: 0,
+        size: 0,
+        name: [0; ffi::SYM_LEN],
+    }
 }
 
-/// Registers the procfs file and the task-exit hook.
-pub(crate) fn init() -> Result<(), c_int> {
-    // SAFETY: called once from module init, before anything else here.
-    match unsafe { ksw_glue_init() } {
-        0 => Ok(()),
+/// Resolves "name" or "module:name"; Err(errno) as the kernel gave it.
+pub(crate) fn lookup_function(func: &FuncName) -> Result<Function, c_int> {
+    let mut name = [0u8; MAX_FUNC_NAME + 1];
+    name[..func.as_bytes().len()].copy_from_slice(func.as_bytes());
+    let mut sym = empty_symbol();
+    // SAFETY: `name` is NUL-terminated (a FuncName has at most MAX_FUNC_NAME
+    // bytes, none of them NUL); `sym` is a valid local; process context
+    // (configuration writes).
+    match unsafe { ffi::ksw_lookup_function(name.as_ptr().cast(), &mut sym) } {
+        0 => Ok(Function::from_symbol(&sym)),
         err => Err(err),
     }
 }
 
-/// Removes the procfs file, tears the configuration down, waits for stragglers.
-pub(crate) fn exit() {
-    // SAFETY: called once from module exit, after a successful init().
-    unsafe { ksw_glue_exit() }
+/// Copies machine code at `addr` into `buf`.
+pub(crate) fn read_text(addr: usize, buf: &mut [u8]) -> bool {
+    // SAFETY: `buf` is writable for its length; C reads without faulting.
+    unsafe { ffi::ksw_read_text(addr, buf.as_mut_ptr(), buf.len()) }
 }
 
-/// One spec's kprobe + fprobe pair; unregistered on drop.
-pub(crate) struct Probe(NonNull<RawProbe>);
+/// One watched function's probes (fprobe, release kprobes, arming kprobe);
+/// unregistered on drop.
+pub(crate) struct Probes(NonNull<ffi::RawProbes>);
 
-// SAFETY: the C object is only used through the ksw_probe_* functions, which
-// may be called from any task; the handlers it triggers take shared data.
-unsafe impl Send for Probe {}
-// SAFETY: as above; every method takes the C side's own synchronization.
-unsafe impl Sync for Probe {}
+// SAFETY: the C object is only used through the ksw_probes_* functions,
+// which may be called from any task.
+unsafe impl Send for Probes {}
+// SAFETY: as above; the methods taking &self only read counters.
+unsafe impl Sync for Probes {}
 
 /// A failed probe registration.
 pub(crate) struct ProbeError {
     pub(crate) errno: c_int,
-    /// The kprobe registered, so the symbol exists and the offset is an
-    /// instruction boundary: the fprobe (exit hook) part failed.
-    pub(crate) kprobe_ok: bool,
+    /// The offset the kernel refused to probe (None: the fprobe).
+    pub(crate) offset: Option<u32>,
 }
 
-impl Probe {
-    /// Registers both probes disabled. `owner` is handed back to the
-    /// handlers and must outlive the probe.
-    pub(crate) fn create(
-        func: &FuncName,
-        offset: u32,
-        owner: *mut c_void,
-    ) -> Result<(Probe, Symbol), ProbeError> {
-        let mut name = [0u8; MAX_FUNC_NAME + 1];
-        name[..func.as_bytes().len()].copy_from_slice(func.as_bytes());
-        let mut sym = Symbol::zeroed();
+impl Probes {
+    /// Registers the probes of the function at `start`, disabled.
+    ///
+    /// # Safety
+    ///
+    /// `owner` is handed to every handler and must stay valid (and not be
+    /// mutated) until the returned `Probes` is dropped.
+    pub(crate) unsafe fn create(
+        start: usize,
+        arm_off: u32,
+        release_offs: &[u32],
+        owner: *const c_void,
+    ) -> Result<Probes, ProbeError> {
         let mut err: c_int = 0;
-        let mut kprobe_ok = false;
-        // SAFETY: `name` is NUL-terminated (FuncName is at most MAX_FUNC_NAME
-        // bytes and has no NUL); the out-pointers are valid locals; C copies
-        // the name before returning.
+        let mut failed: isize = -1;
+        // SAFETY: the slice gives pointer and length; out-pointers are
+        // locals; `owner` outlives the probes (this function's contract);
+        // process context.
         let raw = unsafe {
-            ksw_probe_create(
-                name.as_ptr().cast(),
-                offset,
+            ffi::ksw_probes_create(
+                start,
+                arm_off,
+                release_offs.as_ptr(),
+                release_offs.len() as u32,
                 owner,
-                &mut sym,
                 &mut err,
-                &mut kprobe_ok,
+                &mut failed,
             )
         };
-        match NonNull::new(raw) {
-            Some(probe) => Ok((Probe(probe), sym)),
-            None => Err(ProbeError {
-                errno: err,
-                kprobe_ok,
-            }),
-        }
+        NonNull::new(raw).map(Probes).ok_or(ProbeError {
+            errno: err,
+            offset: u32::try_from(failed).ok(),
+        })
     }
 
     pub(crate) fn enable(&self) {
-        // SAFETY: self.0 is a live probe returned by ksw_probe_create.
-        unsafe { ksw_probe_enable(self.0.as_ptr()) }
+        // SAFETY: self.0 is live (destroyed only in drop).
+        unsafe { ffi::ksw_probes_enable(self.0.as_ptr()) }
     }
 
-    pub(crate) fn disable(&self) {
+    pub(crate) fn disable_arming(&self) {
         // SAFETY: as in enable().
-        unsafe { ksw_probe_disable(self.0.as_ptr()) }
+        unsafe { ffi::ksw_probes_disable_arming(self.0.as_ptr()) }
     }
 
-    /// (kprobe misses, fprobe misses) counted by the kernel.
-    pub(crate) fn missed(&self) -> (u64, u64) {
-        let (mut kp, mut fp) = (0, 0);
-        // SAFETY: as in enable(); the out-pointers are valid locals.
-        unsafe { ksw_probe_missed(self.0.as_ptr(), &mut kp, &mut fp) };
-        (kp, fp)
-    }
-
-    /// Calls of the function with a hooked exit on the current task, and the
-    /// return-address slot of the newest one.
-    pub(crate) fn hooked_calls(&self) -> (u32, usize) {
-        let mut innermost = 0;
-        // SAFETY: as in enable(); only reads the current task's own list.
-        let count = unsafe { ksw_probe_hooked_calls(self.0.as_ptr(), &mut innermost) };
-        (count, innermost)
+    /// Misses the kernel counted: (arming kprobe, release kprobes, fprobe).
+    pub(crate) fn missed(&self) -> (u64, u64, u64) {
+        let (mut arm, mut release, mut fprobe) = (0, 0, 0);
+        // SAFETY: as in enable(); the out-pointers are locals.
+        unsafe { ffi::ksw_probes_missed(self.0.as_ptr(), &mut arm, &mut release, &mut fprobe) };
+        (arm, release, fprobe)
     }
 }
 
-impl Drop for Probe {
+impl Drop for Probes {
     fn drop(&mut self) {
         // SAFETY: self.0 is live and dropped exactly once; unregistering
         // waits for running handlers.
-        unsafe { ksw_probe_destroy(self.0.as_ptr()) }
+        unsafe { ffi::ksw_probes_destroy(self.0.as_ptr()) }
+    }
+}
+
+/// A `KBox` shared with C as a raw pointer: never mutated, freed on drop.
+/// Whoever hands the pointer out must make sure its users are gone first
+/// (for a watch: its `Probes` are dropped before it).
+pub(crate) struct Shared<T>(NonNull<T>);
+
+// SAFETY: only `&T` is ever given out.
+unsafe impl<T: Sync> Sync for Shared<T> {}
+// SAFETY: as above; dropping frees a KBox, which any task may do.
+unsafe impl<T: Sync + Send> Send for Shared<T> {}
+
+impl<T> Shared<T> {
+    pub(crate) fn new(value: T) -> Result<Shared<T>, kernel::alloc::AllocError> {
+        let boxed = KBox::new(value, GFP_KERNEL)?;
+        // SAFETY: KBox::into_raw never returns null.
+        Ok(Shared(unsafe {
+            NonNull::new_unchecked(KBox::into_raw(boxed))
+        }))
+    }
+
+    pub(crate) fn as_ptr(&self) -> *const T {
+        self.0.as_ptr()
+    }
+
+    pub(crate) fn get(&self) -> &T {
+        // SAFETY: the pointer came from a KBox that lives until drop; only
+        // shared references are ever made from it.
+        unsafe { self.0.as_ref() }
+    }
+}
+
+impl<T> Drop for Shared<T> {
+    fn drop(&mut self) {
+        // SAFETY: the pointer came from KBox::into_raw and is freed once.
+        drop(unsafe { KBox::from_raw(self.0.as_ptr()) });
     }
 }
 
 /// Waits until no probe or breakpoint handler started before the call runs.
 pub(crate) fn synchronize() {
-    // SAFETY: process context (config writes), as synchronize_rcu requires.
-    unsafe { ksw_synchronize() }
-}
-
-/// Allocates up to `max` hardware slots on every CPU.
-pub(crate) fn slots_alloc(max: u32) -> Result<u32, c_int> {
-    // SAFETY: process context with the config lock held; no slot allocated.
-    let ret = unsafe { ksw_slots_alloc(max) };
-    u32::try_from(ret).map_err(|_| ret)
-}
-
-pub(crate) fn slots_free() {
-    // SAFETY: process context with the config lock held, nothing armed.
-    unsafe { ksw_slots_free() }
-}
-
-/// Programs this CPU's debug register for `slot` (None: the idle dummy).
-pub(crate) fn program_local(slot: usize, target: Option<(usize, u8)>) -> bool {
-    let (addr, len) = target.unwrap_or((0, 0));
-    // SAFETY: C saves and disables interrupts and checks `slot`.
-    unsafe { ksw_slot_program_local(slot as u32, addr, len) }
-}
-
-/// Makes every other online CPU sync its debug registers soon; never waits.
-pub(crate) fn kick_remote() {
-    // SAFETY: callable from any context; defers itself out of NMI context.
-    unsafe { ksw_kick_remote() }
-}
-
-/// Makes every online CPU sync and waits for all of them.
-pub(crate) fn sync_all_wait() {
-    // SAFETY: process context (config writes, module exit).
-    unsafe { ksw_sync_all_wait() }
-}
-
-pub(crate) fn online_cpus() -> u32 {
-    // SAFETY: reads a counter.
-    unsafe { ksw_online_cpus() }
-}
-
-/// What `cpu`'s register for `slot` watches: None if the CPU has no
-/// breakpoint there, Some(None) when idle, Some(Some(addr)) when armed.
-pub(crate) fn slot_cpu_state(cpu: u32, slot: usize) -> Option<Option<usize>> {
-    let mut addr = 0;
-    // SAFETY: C bounds-checks cpu and slot; `addr` is a valid local.
-    match unsafe { ksw_slot_cpu_state(cpu, slot as u32, &mut addr) } {
-        0 => Some(None),
-        1 => Some(Some(addr)),
-        _ => None,
-    }
-}
-
-pub(crate) fn nr_cpu_ids() -> u32 {
-    // SAFETY: reads a constant set at boot.
-    unsafe { ksw_nr_cpu_ids() }
+    // SAFETY: process context (configuration writes).
+    unsafe { ffi::ksw_synchronize() }
 }
 
 pub(crate) fn current_task() -> usize {
-    // SAFETY: `current` is always valid.
-    unsafe { ksw_current_task() }
+    ffi::ksw_current_task()
 }
 
 pub(crate) fn current_pid() -> i32 {
-    // SAFETY: `current` is always valid.
-    unsafe { ksw_current_pid() }
+    ffi::ksw_current_pid()
 }
 
-pub(crate) fn current_comm() -> [u8; 16] {
-    let mut comm = [0u8; 16];
-    // SAFETY: C writes exactly 16 bytes into the buffer.
-    unsafe { ksw_current_comm(comm.as_mut_ptr()) };
+pub(crate) fn current_comm() -> [u8; COMM_LEN] {
+    let mut comm = [0u8; COMM_LEN];
+    // SAFETY: C writes exactly COMM_LEN bytes into the buffer.
+    unsafe { ffi::ksw_current_comm(comm.as_mut_ptr()) };
     comm
 }
 
 /// `[lo, hi)` of the current task's stack.
 pub(crate) fn current_stack() -> (usize, usize) {
     let (mut lo, mut hi) = (0, 0);
-    // SAFETY: the out-pointers are valid locals.
-    unsafe { ksw_current_stack(&mut lo, &mut hi) };
+    // SAFETY: the out-pointers are locals.
+    unsafe { ffi::ksw_current_stack(&mut lo, &mut hi) };
     (lo, hi)
 }
 
 pub(crate) fn current_canary() -> u64 {
-    // SAFETY: reads a field of `current`.
-    unsafe { ksw_current_canary() }
+    ffi::ksw_current_canary()
 }
 
-/// The return-address slot of the frame `regs` describes, or None.
-pub(crate) fn frame_of(regs: *mut PtRegs) -> Option<usize> {
-    // SAFETY: `regs` came from the probe handler and is live during it.
-    let frame = unsafe { ksw_frame_of(regs) };
-    (frame != 0).then_some(frame)
+pub(crate) fn preempt_count() -> u32 {
+    ffi::ksw_preempt_count()
 }
 
-/// Whether the call owning `frame` and running `[func_start, func_end)` is
-/// on the call chain of `regs`.
-pub(crate) fn frame_on_chain(
-    regs: *mut PtRegs,
-    frame: usize,
-    func_start: usize,
-    func_end: usize,
-) -> bool {
-    // SAFETY: `regs` came from the breakpoint handler and is live during it.
-    unsafe { ksw_frame_on_chain(regs, frame, func_start, func_end) }
-}
-
-/// Reads `len` (≤ 8) bytes at `addr` without faulting.
+/// Reads `len` (at most 8) bytes at `addr` without faulting.
 pub(crate) fn read_nofault(addr: usize, len: u8) -> Option<u64> {
     let mut value = 0;
-    // SAFETY: copy_from_kernel_nofault handles any address; `value` is a local.
-    unsafe { ksw_read_nofault(addr, len, &mut value) }.then_some(value)
-}
-
-/// Copies machine code at `addr` into `buf`.
-pub(crate) fn read_text(addr: usize, buf: &mut [u8]) -> bool {
-    // SAFETY: `buf` is writable for its length; C reads with
-    // copy_from_kernel_nofault, which tolerates any address.
-    unsafe { ksw_read_text(addr, buf.as_mut_ptr(), buf.len()) }
-}
-
-pub(crate) fn nmi_nesting() -> u32 {
-    // SAFETY: reads preempt_count.
-    unsafe { ksw_nmi_nesting() }
+    // SAFETY: any address is accepted; `value` is a local.
+    unsafe { ffi::ksw_read_nofault(addr, len, &mut value) }.then_some(value)
 }
 
 pub(crate) fn in_this_module(ip: usize) -> bool {
-    // SAFETY: compares an address with this module's layout.
-    unsafe { ksw_in_this_module(ip) }
+    ffi::ksw_in_this_module(ip)
 }
 
 /// Monotonic nanoseconds, NMI-safe.
 pub(crate) fn now_ns() -> u64 {
-    // SAFETY: ktime_get_mono_fast_ns is NMI-safe.
-    unsafe { ksw_now_ns() }
+    ffi::ksw_now_ns()
 }
 
 pub(crate) fn thread_size() -> u32 {
-    // SAFETY: returns a constant.
-    unsafe { ksw_thread_size() }
+    ffi::ksw_thread_size()
+}
+
+/// Claims `want` hardware slots on every CPU: how many were claimed.
+pub(crate) fn slots_claim(want: u32) -> Result<u32, c_int> {
+    // SAFETY: process context, configuration lock held, nothing armed
+    // (the caller, configure.rs, tears down before).
+    let ret = unsafe { ffi::ksw_slots_claim(want) };
+    u32::try_from(ret).map_err(|_| ret)
+}
+
+pub(crate) fn slots_release() {
+    // SAFETY: as in slots_claim().
+    unsafe { ffi::ksw_slots_release() }
 }
 
 pub(crate) fn hw_slots() -> u32 {
-    // SAFETY: returns a constant.
-    unsafe { ksw_hw_slots() }
+    ffi::ksw_hw_slots()
 }
 
-/// `ksw_arm` trace event.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn trace_arm(
-    id: u64,
-    slot: usize,
-    spec: u8,
-    depth: u32,
-    probe_ip: usize,
-    addr: usize,
-    len: u8,
-    sp: usize,
-    value: u64,
-) {
-    // SAFETY: plain values; tracepoints may fire in any context.
-    unsafe { ksw_trace_arm(id, slot as u8, spec, depth, probe_ip, addr, len, sp, value) }
+/// Programs this CPU's debug register for `slot` (None: parked).
+pub(crate) fn program_local(slot: usize, target: Option<(usize, u8)>) -> bool {
+    let (addr, len) = target.unwrap_or((0, 0));
+    ffi::ksw_slot_program_local(slot as u32, addr, len)
 }
 
-/// `ksw_hit` trace event.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn trace_hit(
-    id: u64,
-    slot: usize,
-    addr: usize,
-    len: u8,
-    writer_ip: usize,
-    old_value: u64,
-    new_value: u64,
-    victim_pid: i32,
-    victim_comm: &[u8; 16],
-    probe_ip: usize,
-) {
-    // SAFETY: `victim_comm` points at 16 readable bytes, as C copies.
-    unsafe {
-        ksw_trace_hit(
-            id,
-            slot as u8,
-            addr,
-            len,
-            writer_ip,
-            old_value,
-            new_value,
-            victim_pid,
-            victim_comm.as_ptr(),
-            probe_ip,
-        )
+/// Makes every other online CPU sync its debug registers soon; never waits.
+pub(crate) fn kick_remote() {
+    ffi::ksw_kick_remote()
+}
+
+/// Makes every online CPU sync and waits for all of them.
+pub(crate) fn sync_all_wait() {
+    // SAFETY: process context (configuration writes, module exit).
+    unsafe { ffi::ksw_sync_all_wait() }
+}
+
+pub(crate) fn online_cpus() -> u32 {
+    ffi::ksw_online_cpus()
+}
+
+pub(crate) fn nr_cpu_ids() -> u32 {
+    ffi::ksw_nr_cpu_ids()
+}
+
+pub(crate) fn cpu_online(cpu: u32) -> bool {
+    ffi::ksw_cpu_online(cpu)
+}
+
+/// What `cpu`'s register for `slot` watches: None if the CPU has no
+/// breakpoint there (offline, or it could not get one), Some(None) when
+/// parked, Some(Some(addr)) when armed.
+pub(crate) fn slot_cpu_state(cpu: u32, slot: usize) -> Option<Option<usize>> {
+    let mut addr = 0;
+    // SAFETY: C bounds-checks cpu and slot; `addr` is a local; process
+    // context (reading /proc/kstackwatch).
+    match unsafe { ffi::ksw_slot_cpu_state(cpu, slot as u32, &mut addr) } {
+        0 => Some(None),
+        1 => Some(Some(addr)),
+        _ => None,
     }
 }
 
-/// `ksw_disarm` trace event.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn trace_disarm(
-    id: u64,
-    slot: usize,
-    addr: usize,
-    arm_value: u64,
-    exit_value: u64,
-    hits: u32,
-    corrupted: bool,
-    reason: u8,
-) {
-    // SAFETY: plain values.
-    unsafe {
-        ksw_trace_disarm(
-            id, slot as u8, addr, arm_value, exit_value, hits, corrupted, reason,
-        )
+pub(crate) fn trace_arm(rec: &ArmRecord) {
+    // SAFETY: `rec` is a valid record for the call.
+    unsafe { ffi::ksw_trace_arm(rec) }
+}
+
+pub(crate) fn trace_hit(rec: &HitRecord) {
+    // SAFETY: as in trace_arm().
+    unsafe { ffi::ksw_trace_hit(rec) }
+}
+
+pub(crate) fn trace_disarm(rec: &DisarmRecord) {
+    // SAFETY: as in trace_arm().
+    unsafe { ffi::ksw_trace_disarm(rec) }
+}
+
+/// The rate-limited dmesg line for a caught write.
+pub(crate) fn log_hit(id: u64, writer_ip: usize, victim_comm: &[u8; COMM_LEN], victim_pid: i32) {
+    let mut comm = *victim_comm;
+    comm[COMM_LEN - 1] = 0;
+    // SAFETY: `comm` is NUL-terminated within COMM_LEN bytes.
+    unsafe { ffi::ksw_log_hit(id, writer_ip, comm.as_ptr(), victim_pid) }
+}
+
+/// `panic_on_catch=1`: stop the machine with the writer named.
+pub(crate) fn panic_caught(id: u64, writer_ip: usize, regs: &Regs<'_>) {
+    // SAFETY: `regs` is the breakpoint handler's live register set.
+    unsafe { ffi::ksw_panic_caught(id, writer_ip, regs.as_ptr()) }
+}
+
+/// Registers the procfs file (whose handlers get `config` back) and the
+/// task-exit hook.
+///
+/// # Safety
+///
+/// Called once from module init. `config` stays valid until
+/// `remove_proc()` has returned.
+pub(crate) unsafe fn init(config: *const c_void) -> Result<(), c_int> {
+    // SAFETY: the caller's contract.
+    match unsafe { ffi::ksw_glue_init(config) } {
+        0 => Ok(()),
+        err => Err(err),
     }
 }
 
-/// The rate-limited dmesg line for a hit.
-pub(crate) fn log_hit(
-    id: u64,
-    addr: usize,
-    writer_ip: usize,
-    old_value: u64,
-    new_value: u64,
-    victim_pid: i32,
-    victim_comm: &[u8; 16],
-) {
-    // SAFETY: `victim_comm` is NUL-terminated within 16 bytes (ksw_current_comm).
-    unsafe {
-        ksw_log_hit(
-            id,
-            addr,
-            writer_ip,
-            old_value,
-            new_value,
-            victim_pid,
-            victim_comm.as_ptr(),
-        )
+/// Removes /proc/kstackwatch, waiting for running reads and writes.
+pub(crate) fn remove_proc() {
+    // SAFETY: called once from module exit, after a successful init().
+    unsafe { ffi::ksw_glue_remove_proc() }
+}
+
+/// Unhooks task exit and waits for every queued kick and IPI of ours.
+pub(crate) fn exit() {
+    // SAFETY: called once from module exit, after remove_proc() and the
+    // teardown of every watch.
+    unsafe { ffi::ksw_glue_exit() }
+}
+
+/// A `seq_file` being filled by a show callback.
+pub(crate) struct SeqWriter<'a> {
+    m: NonNull<SeqFile>,
+    _show: PhantomData<&'a mut SeqFile>,
+}
+
+impl SeqWriter<'_> {
+    /// # Safety
+    ///
+    /// `m` is the seq_file passed to the running show callback.
+    pub(crate) unsafe fn from_raw<'a>(m: *mut SeqFile) -> Option<SeqWriter<'a>> {
+        NonNull::new(m).map(|m| SeqWriter {
+            m,
+            _show: PhantomData,
+        })
     }
 }
 
-/// `panic_on_catch=1`: stop the machine with the writer named. Declared
-/// as returning so objtool does not see a call falling off the function.
-pub(crate) fn panic_caught(id: u64, writer_ip: usize) {
-    // SAFETY: panic() may be called from any context.
-    unsafe { ksw_panic_caught(id, writer_ip) }
+impl core::fmt::Write for SeqWriter<'_> {
+    fn write_str(&mut self, s: &str) -> core::fmt::Result {
+        // SAFETY: `m` is the running show's seq_file (`from_raw`); the
+        // string is readable for its length. seq_file grows its buffer
+        // and reruns the show when it fills, so nothing is cut off.
+        unsafe { ffi::ksw_seq_write(self.m.as_ptr(), s.as_ptr(), s.len()) };
+        Ok(())
+    }
 }

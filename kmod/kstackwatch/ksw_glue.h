@@ -1,96 +1,142 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
- * The C layer of kstackwatch: kernel facilities the 6.12 Rust crate has no
- * abstraction for (procfs, kprobe + fprobe, perf hardware breakpoints,
- * IPIs, the ORC unwinder, trace events). It holds no policy: every decision
- * is made in Rust (kstackwatch.rs, engine.rs) which calls the ksw_* functions
- * below; C calls back into Rust through the ksw_rs_* functions.
+ * The contract between kstackwatch's C and Rust halves.
  *
- * Keep this header and glue.rs in step: glue.rs declares the same
- * functions with the same types.
+ * C registers with the kernel and touches the hardware, nothing more:
+ *   ksw_probes.c  kprobes and the fprobe of each watched function, the
+ *                 task-exit hook, reads of the current task and its stack
+ *   ksw_slots.c   per-CPU perf breakpoints, their retargeting, cross-CPU
+ *                 kicks, CPU hotplug
+ *   ksw_procfs.c  /proc/kstackwatch and module init/exit
+ *   ksw_trace.c   the trace events (CREATE_TRACE_POINTS)
+ * Rust (ksw_main.rs and the files it lists) decides everything. glue.rs
+ * declares the ksw_* functions below with the same types; the ksw_rs_*
+ * entry points are implemented in Rust. Limits, event records and enum
+ * values shared by both halves are in the generated ksw_shared.h.
  */
 #ifndef KSW_GLUE_H
 #define KSW_GLUE_H
 
 #include <linux/types.h>
 
+#include "ksw_shared.h"
+
 struct pt_regs;
-struct ksw_probe;
+struct seq_file;
+struct ksw_probes;
 
-#define KSW_MAX_SLOTS 4
+/* Longest symbol name kept (KSYM_NAME_LEN is 512; names we watch are short). */
 #define KSW_SYM_LEN 128
+/* Per-call storage the fprobe keeps between entry and exit (Rust CallLink). */
+#define KSW_CALL_DATA 16
 
-/* What a probed symbol resolved to (for the offset-inside-function check). */
+/* A function, as kallsyms knows it. */
 struct ksw_symbol {
-	unsigned long addr;	/* where the kprobe landed: func + offset */
-	unsigned long offset;	/* addr's offset inside the symbol it is in */
-	unsigned long size;	/* that symbol's size */
-	char name[KSW_SYM_LEN];	/* that symbol's name */
+	unsigned long start;	/* first byte of the function */
+	unsigned long size;
+	char name[KSW_SYM_LEN];	/* "name" or "name [module]" */
 };
 
-/* Module lifetime. */
-int ksw_glue_init(void);
-void ksw_glue_exit(void);
+/* ---- ksw_probes.c: probes and the current task ---------------------- */
 
-/* Probes: a kprobe at func+offset (arms) and an fprobe exit hook (disarms). */
-struct ksw_probe *ksw_probe_create(const char *func, u32 offset, void *owner,
-				   struct ksw_symbol *sym, int *err, bool *kprobe_ok);
-void ksw_probe_enable(struct ksw_probe *p);
-void ksw_probe_disable(struct ksw_probe *p);
-void ksw_probe_destroy(struct ksw_probe *p);
-void ksw_probe_missed(struct ksw_probe *p, u64 *kprobe_missed, u64 *fprobe_missed);
-u32 ksw_probe_hooked_calls(struct ksw_probe *p, unsigned long *innermost);
+/* Resolve "name" or "module:name" to the function it names. */
+int ksw_lookup_function(const char *func, struct ksw_symbol *sym);
+/* Copy machine code (before any probe of ours is in it). */
+bool ksw_read_text(unsigned long addr, u8 *buf, size_t len);
+
+/*
+ * Register, disabled, the probes of one watched function at @start: the
+ * fprobe (entry and exit hooks), a kprobe post handler at @start+@arm_off
+ * and kprobe pre handlers at @start+@release_offs[i]. @owner is handed back
+ * to every handler. On failure *@failed_off tells which offset the kernel
+ * refused (-1: the fprobe).
+ */
+struct ksw_probes *ksw_probes_create(unsigned long start, u32 arm_off,
+				     const u32 *release_offs, u32 nr_release,
+				     const void *owner, int *err,
+				     long *failed_off);
+/* Exit hooks first, so every call that can arm has its way out probed. */
+void ksw_probes_enable(struct ksw_probes *p);
+/* Stop arming (the other hooks keep disarming). */
+void ksw_probes_disable_arming(struct ksw_probes *p);
+/* Unregister everything; waits for running handlers. */
+void ksw_probes_destroy(struct ksw_probes *p);
+/* Misses the kernel counted: arming kprobe, release kprobes, fprobe. */
+void ksw_probes_missed(struct ksw_probes *p, u64 *arm, u64 *release,
+		       u64 *fprobe);
 void ksw_synchronize(void);
 
-/* Hardware slots: per-CPU perf breakpoints, retargeted in place. */
-int ksw_slots_alloc(unsigned int max);
-void ksw_slots_free(void);
-bool ksw_slot_program_local(unsigned int slot, unsigned long addr, u8 len);
-void ksw_kick_remote(void);
-void ksw_sync_all_wait(void);
-unsigned int ksw_online_cpus(void);
-int ksw_slot_cpu_state(unsigned int cpu, unsigned int slot, unsigned long *addr);
-unsigned int ksw_nr_cpu_ids(void);
-
-/* The current task and its stack. */
 unsigned long ksw_current_task(void);
 int ksw_current_pid(void);
-void ksw_current_comm(char comm[16]);
+void ksw_current_comm(char comm[KSW_COMM_LEN]);
 void ksw_current_stack(unsigned long *lo, unsigned long *hi);
 u64 ksw_current_canary(void);
-unsigned long ksw_frame_of(struct pt_regs *regs);
-bool ksw_frame_on_chain(struct pt_regs *regs, unsigned long frame,
-			unsigned long func_start, unsigned long func_end);
+u32 ksw_preempt_count(void);
+/* The CFA of the frame @regs describes (one ORC unwind step), 0 if none. */
+unsigned long ksw_unwind_cfa(struct pt_regs *regs);
 bool ksw_read_nofault(unsigned long addr, u8 len, u64 *value);
-bool ksw_read_text(unsigned long addr, u8 *buf, size_t len);
-unsigned int ksw_nmi_nesting(void);
 bool ksw_in_this_module(unsigned long ip);
 u64 ksw_now_ns(void);
 u32 ksw_thread_size(void);
+
+/* ---- ksw_slots.c: hardware breakpoints -------------------------------- */
+
+/* Claim @want breakpoints on every online CPU; returns how many (> 0). */
+int ksw_slots_claim(unsigned int want);
+void ksw_slots_release(void);
 u32 ksw_hw_slots(void);
+/* Point this CPU's breakpoint @slot at [addr, addr+len), or park it (addr 0). */
+bool ksw_slot_program_local(unsigned int slot, unsigned long addr, u8 len);
+/* Ask every other online CPU to sync soon (never waits, any context). */
+void ksw_kick_remote(void);
+/* Process context: every online CPU syncs; returns when all have. */
+void ksw_sync_all_wait(void);
+unsigned int ksw_online_cpus(void);
+unsigned int ksw_nr_cpu_ids(void);
+bool ksw_cpu_online(unsigned int cpu);
+/*
+ * What @cpu's breakpoint @slot watches, for /proc/kstackwatch (process
+ * context): -1 no breakpoint (CPU offline, or online without slots),
+ * 0 parked, 1 watching *@addr.
+ */
+int ksw_slot_cpu_state(unsigned int cpu, unsigned int slot,
+		       unsigned long *addr);
 
-/* Trace events and the dmesg line. */
-void ksw_trace_arm(u64 id, u8 slot, u8 spec, u32 depth, unsigned long probe_ip,
-		   unsigned long addr, u8 len, unsigned long sp, u64 value);
-void ksw_trace_hit(u64 id, u8 slot, unsigned long addr, u8 len,
-		   unsigned long writer_ip, u64 old_value, u64 new_value,
-		   int victim_pid, const char *victim_comm, unsigned long probe_ip);
-void ksw_trace_disarm(u64 id, u8 slot, unsigned long addr, u64 arm_value,
-		      u64 exit_value, u32 hits, bool corrupted, u8 reason);
-void ksw_log_hit(u64 id, unsigned long addr, unsigned long writer_ip,
-		 u64 old_value, u64 new_value, int victim_pid,
-		 const char *victim_comm);
-void ksw_panic_caught(u64 id, unsigned long writer_ip);
+/* C only: module init and exit (ksw_procfs.c). */
+void ksw_slots_init(void);
+void ksw_slots_quiesce(void);
 
-/* Implemented in Rust (engine.rs). */
-void ksw_rs_on_probe(void *owner, struct pt_regs *regs, unsigned long ip,
-		     unsigned long sp, unsigned long bp);
-void ksw_rs_on_exit(void *owner, unsigned long frame);
-void ksw_rs_on_hit(unsigned int slot, struct pt_regs *regs, unsigned long ip,
+/* ---- ksw_trace.c: events ---------------------------------------------- */
+
+void ksw_trace_arm(const struct ksw_arm_record *rec);
+void ksw_trace_hit(const struct ksw_hit_record *rec);
+void ksw_trace_disarm(const struct ksw_disarm_record *rec);
+/* One rate-limited dmesg line per caught write (no addresses or values). */
+void ksw_log_hit(u64 id, unsigned long writer_ip, const char *victim_comm,
+		 int victim_pid);
+/* panic_on_catch: stop the machine (NMI-safe). */
+void ksw_panic_caught(u64 id, unsigned long writer_ip, struct pt_regs *regs);
+
+/* ---- ksw_procfs.c ------------------------------------------------------ */
+
+int ksw_glue_init(const void *config);
+void ksw_glue_remove_proc(void);
+void ksw_glue_exit(void);
+void ksw_seq_write(struct seq_file *m, const u8 *buf, size_t len);
+
+/* ---- implemented in Rust ----------------------------------------------- */
+
+void ksw_rs_on_arm_probe(const void *owner, struct pt_regs *regs, bool in_nmi);
+void ksw_rs_on_release_probe(const void *owner, u32 index,
+			     struct pt_regs *regs);
+int ksw_rs_on_entry(const void *owner, struct pt_regs *regs, void *data);
+void ksw_rs_on_exit(const void *owner, struct pt_regs *regs, void *data);
+void ksw_rs_on_hit(unsigned int slot, struct pt_regs *regs,
 		   unsigned long programmed_addr);
 void ksw_rs_sync_cpu(bool remote);
+void ksw_rs_cpu_without_slots(unsigned int cpu);
 void ksw_rs_on_task_exit(unsigned long task);
-ssize_t ksw_rs_config_write(const char *buf, size_t len);
-size_t ksw_rs_config_read(char *buf, size_t size);
+ssize_t ksw_rs_config_write(const void *config, const u8 *buf, size_t len);
+void ksw_rs_config_show(const void *config, struct seq_file *m);
 
 #endif /* KSW_GLUE_H */

@@ -37,6 +37,20 @@ void ksw_test_hop(void);
 u64 ksw_test_bench_victim(u64 seed);
 int ksw_test_hold_victim(u32 ms);
 
+/* Writers the victim does not call; frame shapes (ksw_test_victims.c). */
+void ksw_test_irq_init(void);
+void ksw_test_irq_exit(void);
+int ksw_test_irq_victim(bool softirq, u64 value);
+int ksw_test_deep_victim(unsigned int depth, u64 value);
+int ksw_test_alias_victim(u64 value);
+u64 ksw_test_small(u64 seed);
+u64 ksw_test_small_loop(u32 calls);
+u64 ksw_test_tail_target(u64 x);
+u64 ksw_test_exits(u64 x);
+u64 ksw_test_exits_loop(u32 calls);
+/* Hold every breakpoint of CPUs that come online (ksw_test_glue.c). */
+int ksw_test_hog(bool on);
+
 /* Kernel threads, procfs, time. */
 struct ksw_test_thread;
 struct ksw_test_thread *ksw_test_thread_start(int (*fn)(void *), void *arg,

@@ -6,7 +6,10 @@
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
 #include <linux/completion.h>
+#include <linux/cpuhotplug.h>
 #include <linux/cpumask.h>
+#include <linux/hw_breakpoint.h>
+#include <linux/perf_event.h>
 #include <linux/delay.h>
 #include <linux/kthread.h>
 #include <linux/module.h>
@@ -242,6 +245,76 @@ unsigned int ksw_test_online_cpus(void)
 	return num_online_cpus();
 }
 
+/*
+ * The hog: while on, every CPU coming online has all its breakpoint
+ * registers taken here first (this hotplug state is set up before
+ * kstackwatch claims its slots, so its callback runs first), so that
+ * kstackwatch's own online callback finds none free.
+ */
+static DEFINE_PER_CPU(struct perf_event *, ksw_test_hog_bps[HBP_NUM]);
+static unsigned long ksw_test_hog_words[HBP_NUM];
+static int ksw_test_hog_state = -1;
+
+static void ksw_test_hog_handler(struct perf_event *bp,
+				 struct perf_sample_data *data,
+				 struct pt_regs *regs)
+{
+}
+
+static int ksw_test_hog_online(unsigned int cpu)
+{
+	struct perf_event_attr attr;
+	struct perf_event *bp;
+	int i;
+
+	for (i = 0; i < HBP_NUM; i++) {
+		hw_breakpoint_init(&attr);
+		attr.bp_addr = (unsigned long)&ksw_test_hog_words[i];
+		attr.bp_len = HW_BREAKPOINT_LEN_8;
+		attr.bp_type = HW_BREAKPOINT_W;
+		bp = perf_event_create_kernel_counter(&attr, cpu, NULL,
+						      ksw_test_hog_handler, NULL);
+		if (IS_ERR(bp))
+			break;
+		per_cpu(ksw_test_hog_bps[i], cpu) = bp;
+	}
+	return 0;
+}
+
+static int ksw_test_hog_offline(unsigned int cpu)
+{
+	int i;
+
+	for (i = 0; i < HBP_NUM; i++) {
+		struct perf_event *bp = per_cpu(ksw_test_hog_bps[i], cpu);
+
+		per_cpu(ksw_test_hog_bps[i], cpu) = NULL;
+		if (bp)
+			perf_event_release_kernel(bp);
+	}
+	return 0;
+}
+
+int ksw_test_hog(bool on)
+{
+	int ret;
+
+	if (on == (ksw_test_hog_state >= 0))
+		return 0;
+	if (!on) {
+		cpuhp_remove_state(ksw_test_hog_state);
+		ksw_test_hog_state = -1;
+		return 0;
+	}
+	ret = cpuhp_setup_state_nocalls(CPUHP_AP_ONLINE_DYN, "ksw_test:hog",
+					ksw_test_hog_online,
+					ksw_test_hog_offline);
+	if (ret < 0)
+		return ret;
+	ksw_test_hog_state = ret;
+	return 0;
+}
+
 static ssize_t ksw_test_write(struct file *file, const char __user *ubuf,
 			      size_t count, loff_t *ppos)
 {
@@ -285,6 +358,7 @@ static const struct proc_ops ksw_test_proc_ops = {
 
 int ksw_test_glue_init(void)
 {
+	ksw_test_irq_init();
 	ksw_test_proc = proc_create("kstackwatch_test", 0600, NULL,
 				    &ksw_test_proc_ops);
 	return ksw_test_proc ? 0 : -ENOMEM;
@@ -293,4 +367,6 @@ int ksw_test_glue_init(void)
 void ksw_test_glue_exit(void)
 {
 	proc_remove(ksw_test_proc);
+	ksw_test_hog(false);
+	ksw_test_irq_exit();
 }

@@ -24,6 +24,19 @@
 //!   writer strikes the buffer of depth D only. With `hop`, every level
 //!   sleeps and moves to another CPU first.
 //! - `bench BATCHES CALLS`: time calls of `ksw_test_bench_victim`.
+//! - `hardirq` / `softirq`: the victim spins with preemption off on its
+//!   CPU; a pinned hrtimer (hardirq) or timer_list (softirq) there writes
+//!   its watched local.
+//! - `deep [D]`: a callee chain D frames deep (default 48) writes the
+//!   victim's local through a pointer.
+//! - `alias`: the victim's local is written through a second mapping of
+//!   its stack page (vmap): no watchpoint can see that write.
+//! - `loop N`: `ksw_test_small` (64-byte buffer, realigned frame, canary on
+//!   top) called N times from this write.
+//! - `exits N`: `ksw_test_exits` called N times, alternately leaving
+//!   through a return and through a tail call.
+//! - `hog on|off`: while on, every CPU coming online has all its hardware
+//!   breakpoints taken first (kstackwatch then gets none there).
 //!
 //! The watched functions are C (`ksw_test_victims.c`); the writers are the
 //! Rust functions below, so a caught writer is named `ksw_test_corrupt` or
@@ -60,6 +73,10 @@ const DIRECT_PATTERN: u64 = 0xd1ec7;
 const MAX_VICTIMS: u32 = 32;
 const MAX_RECURSION: u32 = 16;
 const MAX_DELAY_MS: u32 = 60_000;
+/// Deepest callee chain of `deep` (each level is a small frame).
+const MAX_DEEP: u32 = 128;
+/// What interrupt, deep and alias writers store.
+const FOREIGN_PATTERN: u64 = 0xf0e1_d2c3;
 /// How long the writer waits for victims, and victims for the writer (C).
 const READY_TIMEOUT_MS: u32 = 15_000;
 
@@ -74,9 +91,14 @@ pub extern "C" fn ksw_test_mark(slot: *mut u64) {
 }
 
 /// Writes `value` to a stack slot that may belong to another task.
+///
+/// # Safety
+///
+/// `slot` is mapped, writable memory: a live local of the caller, or a
+/// slot of a live victim frame that stays alive until the writer is done.
 #[no_mangle]
 #[inline(never)]
-pub extern "C" fn ksw_test_corrupt(slot: *mut u64, value: u64) {
+pub unsafe extern "C" fn ksw_test_corrupt(slot: *mut u64, value: u64) {
     // SAFETY: this is the bug under test. Callers pass either a live local
     // of their own or a slot in a live victim frame (the victim waits in
     // ksw_test_victim_wait until the writer is done), so the address is
@@ -86,9 +108,14 @@ pub extern "C" fn ksw_test_corrupt(slot: *mut u64, value: u64) {
 
 /// Overflows `buf` by `past_end` words, then undoes the damage beyond the
 /// buffer so the (canary-checked) caller still returns normally.
+///
+/// # Safety
+///
+/// `buf` is the caller's live stack buffer of `words` words, followed by
+/// at least `past_end` (at most 4) words of its own live frame.
 #[no_mangle]
 #[inline(never)]
-pub extern "C" fn ksw_test_overflow(buf: *mut u64, words: usize, past_end: usize) {
+pub unsafe extern "C" fn ksw_test_overflow(buf: *mut u64, words: usize, past_end: usize) {
     let mut saved = [0u64; 4];
     let past_end = past_end.min(saved.len());
     for (i, word) in saved.iter_mut().enumerate().take(past_end) {
@@ -135,6 +162,22 @@ enum Scenario {
     Bench {
         batches: u32,
         calls: u32,
+    },
+    Irq {
+        softirq: bool,
+    },
+    Deep {
+        depth: u32,
+    },
+    Alias,
+    Loop {
+        calls: u32,
+    },
+    Exits {
+        calls: u32,
+    },
+    Hog {
+        on: bool,
     },
 }
 
@@ -204,6 +247,25 @@ fn parse(cmd: &str) -> Result<Scenario, c_int> {
             batches: parse_u32(first, 100, 100_000)?.max(1),
             calls: parse_u32(second, 100, 100_000)?.max(1),
         },
+        "hardirq" => Scenario::Irq { softirq: false },
+        "softirq" => Scenario::Irq { softirq: true },
+        "deep" => Scenario::Deep {
+            depth: parse_u32(first, 48, MAX_DEEP)?,
+        },
+        "alias" => Scenario::Alias,
+        "loop" => Scenario::Loop {
+            calls: parse_u32(first, 1000, 10_000_000)?,
+        },
+        "exits" => Scenario::Exits {
+            calls: parse_u32(first, 100, 10_000_000)?,
+        },
+        "hog" => Scenario::Hog {
+            on: match first {
+                Some("on") => true,
+                Some("off") => false,
+                _ => return Err(-EINVAL_NR),
+            },
+        },
         _ => return Err(-EINVAL_NR),
     };
     // Only `recursive` takes a third word.
@@ -223,8 +285,11 @@ fn in_thread(name: &CStr, cpu: Option<u32>, f: fn() -> i32) -> Result<(i32, i32)
         result: AtomicI32,
         pid: AtomicI32,
     }
-    extern "C" fn run(arg: *mut c_void) -> c_int {
-        // SAFETY: `arg` is the Job below, alive until join() returns.
+    /// # Safety
+    ///
+    /// `arg` is the Job below, alive until join() returns.
+    unsafe extern "C" fn run(arg: *mut c_void) -> c_int {
+        // SAFETY: the function's contract.
         let job = unsafe { &*arg.cast::<Job>() };
         job.pid.store(test_glue::pid(), Ordering::Relaxed);
         job.result.store((job.f)(), Ordering::Relaxed);
@@ -264,8 +329,11 @@ struct Writer<'a> {
     timeouts: AtomicU32,
 }
 
-extern "C" fn victim_thread(arg: *mut c_void) -> c_int {
-    // SAFETY: `arg` is a Victim in silent()'s vector, alive until joined.
+/// # Safety
+///
+/// `arg` is a Victim in silent()'s vector, alive until joined.
+unsafe extern "C" fn victim_thread(arg: *mut c_void) -> c_int {
+    // SAFETY: the function's contract.
     let victim = unsafe { &*arg.cast::<Victim>() };
     victim.pid.store(test_glue::pid(), Ordering::Relaxed);
     victim.round.run_victim();
@@ -274,8 +342,12 @@ extern "C" fn victim_thread(arg: *mut c_void) -> c_int {
 
 /// Waits until every victim sits in victim(), armed, then writes through
 /// every stale pointer at once: more victims than slots are live together.
-extern "C" fn writer_thread(arg: *mut c_void) -> c_int {
-    // SAFETY: `arg` is the Writer in silent(), alive until joined.
+///
+/// # Safety
+///
+/// `arg` is the Writer in silent(), alive until joined.
+unsafe extern "C" fn writer_thread(arg: *mut c_void) -> c_int {
+    // SAFETY: the function's contract.
     let writer = unsafe { &*arg.cast::<Writer<'_>>() };
     writer.pid.store(test_glue::pid(), Ordering::Relaxed);
     for v in writer.victims {
@@ -296,7 +368,9 @@ extern "C" fn writer_thread(arg: *mut c_void) -> c_int {
                 continue;
             }
             for k in 0..writer.writes {
-                ksw_test_corrupt(slot, WRITER_PATTERN + u64::from(k));
+                // SAFETY: `slot` is the published slot of a victim that
+                // waits in its frame until writer_done() below.
+                unsafe { ksw_test_corrupt(slot, WRITER_PATTERN + u64::from(k)) };
                 if writer.gap_ns > 0 {
                     test_glue::spin_ns(writer.gap_ns);
                 }
@@ -548,12 +622,71 @@ fn run(scenario: Scenario, out: &mut impl Write) -> Result<(), c_int> {
             );
         }
         Scenario::Bench { batches, calls } => bench(batches, calls, out)?,
+        Scenario::Irq { softirq } => {
+            let (bad, pid) = if softirq {
+                in_thread(c_str!("ksw-softirq"), last_cpu, || {
+                    test_glue::irq_victim(true, FOREIGN_PATTERN)
+                })?
+            } else {
+                in_thread(c_str!("ksw-hardirq"), last_cpu, || {
+                    test_glue::irq_victim(false, FOREIGN_PATTERN)
+                })?
+            };
+            if bad < 0 {
+                return Err(bad);
+            }
+            let _ = write!(
+                out,
+                "scenario={} bad_words={bad} victim_pids={pid}",
+                if softirq { "softirq" } else { "hardirq" }
+            );
+        }
+        Scenario::Deep { depth } => {
+            DEEP.store(depth, Ordering::Relaxed);
+            let (bad, pid) = in_thread(c_str!("ksw-deep"), last_cpu, || {
+                test_glue::deep_victim(DEEP.load(Ordering::Relaxed), FOREIGN_PATTERN)
+            })?;
+            let _ = write!(
+                out,
+                "scenario=deep depth={depth} bad_words={bad} victim_pids={pid}"
+            );
+        }
+        Scenario::Alias => {
+            let (bad, pid) = in_thread(c_str!("ksw-alias"), last_cpu, || {
+                test_glue::alias_victim(FOREIGN_PATTERN)
+            })?;
+            if bad < 0 {
+                return Err(bad);
+            }
+            let _ = write!(out, "scenario=alias bad_words={bad} victim_pids={pid}");
+        }
+        Scenario::Loop { calls } => {
+            let sum = test_glue::small_loop(calls);
+            let _ = write!(
+                out,
+                "scenario=loop calls={calls} sum={sum:#x} pid={}",
+                test_glue::pid()
+            );
+        }
+        Scenario::Exits { calls } => {
+            let sum = test_glue::exits_loop(calls);
+            let _ = write!(
+                out,
+                "scenario=exits calls={calls} sum={sum:#x} pid={}",
+                test_glue::pid()
+            );
+        }
+        Scenario::Hog { on } => {
+            test_glue::hog(on)?;
+            let _ = write!(out, "scenario=hog on={}", u8::from(on));
+        }
     }
     Ok(())
 }
 
 static RECURSE_ARGS: [AtomicU32; 3] = [AtomicU32::new(0), AtomicU32::new(0), AtomicU32::new(0)];
 static HOLD_MS: AtomicU32 = AtomicU32::new(0);
+static DEEP: AtomicU32 = AtomicU32::new(0);
 
 // ------------------------------------------------------------------ procfs
 
@@ -569,9 +702,15 @@ unsafe impl Sync for OutcomeCell {}
 
 static OUTCOME: OutcomeCell = OutcomeCell(UnsafeCell::new(Outcome::new([0; RESULT_LEN])));
 
+/// Runs the scenario written to /proc/kstackwatch_test.
+///
+/// # Safety
+///
+/// - `cmd` is readable for `len` bytes (C's kernel copy of the write).
+/// - C holds `ksw_test_lock` (the outcome buffer is not shared).
 #[no_mangle]
-extern "C" fn ksw_test_rs_run(cmd: *const u8, len: usize) -> isize {
-    // SAFETY: C passes its kernel copy of the written bytes.
+unsafe extern "C" fn ksw_test_rs_run(cmd: *const u8, len: usize) -> isize {
+    // SAFETY: the function's contract.
     let bytes = unsafe { core::slice::from_raw_parts(cmd, len) };
     let Ok(text) = core::str::from_utf8(bytes) else {
         return -(EINVAL_NR as isize);
@@ -580,7 +719,7 @@ extern "C" fn ksw_test_rs_run(cmd: *const u8, len: usize) -> isize {
         Ok(s) => s,
         Err(e) => {
             pr_err!(
-                "unknown scenario {:?}: try direct, canary, silent [N [MS]], clean [N [MS]], recursive D [MAX], hold MS, storm W [GAP_NS], ipi N, bench B C\n",
+                "unknown scenario {:?}: try direct, canary, silent [N [MS]], clean [N [MS]], recursive D [MAX], hold MS, storm W [GAP_NS], ipi N, bench B C, hardirq, softirq, deep [D], alias, loop N, exits N, hog on|off\n",
                 text.trim()
             );
             return e as isize;
@@ -605,9 +744,15 @@ extern "C" fn ksw_test_rs_run(cmd: *const u8, len: usize) -> isize {
     }
 }
 
+/// Copies the last outcome into `buf`; returns its length.
+///
+/// # Safety
+///
+/// - `buf` is writable for `size` bytes.
+/// - C holds `ksw_test_lock`.
 #[no_mangle]
-extern "C" fn ksw_test_rs_result(buf: *mut u8, size: usize) -> usize {
-    // SAFETY: C holds ksw_test_lock; `buf` has `size` writable bytes.
+unsafe extern "C" fn ksw_test_rs_result(buf: *mut u8, size: usize) -> usize {
+    // SAFETY: the function's contract.
     let (outcome, out) = unsafe {
         (
             &*OUTCOME.0.get(),

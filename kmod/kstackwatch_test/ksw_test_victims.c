@@ -9,8 +9,13 @@
 #include <linux/compiler.h>
 #include <linux/completion.h>
 #include <linux/delay.h>
+#include <linux/hrtimer.h>
 #include <linux/jiffies.h>
+#include <linux/mm.h>
 #include <linux/slab.h>
+#include <linux/timekeeping.h>
+#include <linux/timer.h>
+#include <linux/vmalloc.h>
 
 #include "ksw_test.h"
 
@@ -210,4 +215,202 @@ noinline u64 ksw_test_bench_victim(u64 seed)
 	ksw_test_fill(buf, seed);
 	ksw_test_mark(&buf[KSW_TEST_WATCH_WORD]);
 	return READ_ONCE(buf[KSW_TEST_WATCH_WORD]);
+}
+
+/* ------------------------------------------------------------------------
+ * Writers the victim does not call: interrupts on its own CPU, a deep
+ * callee chain, a second mapping of its stack page.
+ */
+
+struct ksw_test_irq {
+	struct hrtimer hrtimer;
+	struct timer_list timer;
+	unsigned long *slot;
+	u64 value;
+	int fired;
+};
+
+/* One at a time: scenarios run under the test module's lock. */
+static struct ksw_test_irq ksw_test_irq;
+
+static noinline void ksw_test_irq_strike(struct ksw_test_irq *irq)
+{
+	ksw_test_corrupt(irq->slot, irq->value);
+	smp_store_release(&irq->fired, 1);
+}
+
+static enum hrtimer_restart ksw_test_hrtimer_fn(struct hrtimer *t)
+{
+	ksw_test_irq_strike(container_of(t, struct ksw_test_irq, hrtimer));
+	return HRTIMER_NORESTART;
+}
+
+static void ksw_test_timer_fn(struct timer_list *t)
+{
+	ksw_test_irq_strike(from_timer(&ksw_test_irq, t, timer));
+}
+
+void ksw_test_irq_init(void)
+{
+	hrtimer_init(&ksw_test_irq.hrtimer, CLOCK_MONOTONIC,
+		     HRTIMER_MODE_REL_PINNED_HARD);
+	ksw_test_irq.hrtimer.function = ksw_test_hrtimer_fn;
+	timer_setup(&ksw_test_irq.timer, ksw_test_timer_fn, TIMER_PINNED);
+}
+
+void ksw_test_irq_exit(void)
+{
+	hrtimer_cancel(&ksw_test_irq.hrtimer);
+	timer_shutdown_sync(&ksw_test_irq.timer);
+}
+
+/*
+ * The victim, armed, spins with preemption off on its CPU until an
+ * interrupt there (a pinned hrtimer: hardirq; a pinned timer_list:
+ * softirq on irq exit) writes its watched local. Returns the words found
+ * changed, or -ETIMEDOUT if the interrupt never came (cancelled then, so
+ * it cannot write into a dead frame).
+ */
+noinline int ksw_test_irq_victim(bool softirq, u64 value)
+{
+	unsigned long buf[KSW_TEST_BUF_WORDS];
+	struct ksw_test_irq *irq = &ksw_test_irq;
+	u64 deadline;
+	int fired;
+
+	ksw_test_fill(buf, 0x5000);
+	ksw_test_mark(&buf[KSW_TEST_WATCH_WORD]);
+	irq->slot = &buf[KSW_TEST_WATCH_WORD];
+	irq->value = value;
+	WRITE_ONCE(irq->fired, 0);
+	preempt_disable();
+	if (softirq)
+		mod_timer(&irq->timer, jiffies + 1);
+	else
+		hrtimer_start(&irq->hrtimer, ns_to_ktime(200 * NSEC_PER_USEC),
+			      HRTIMER_MODE_REL_PINNED_HARD);
+	deadline = ktime_get_mono_fast_ns() + 2 * NSEC_PER_SEC;
+	while (!(fired = smp_load_acquire(&irq->fired)) &&
+	       ktime_get_mono_fast_ns() < deadline)
+		cpu_relax();
+	preempt_enable();
+	if (!fired) {
+		hrtimer_cancel(&irq->hrtimer);
+		del_timer_sync(&irq->timer);
+		return -ETIMEDOUT;
+	}
+	return ksw_test_count_bad(buf, 0x5000);
+}
+
+/* Each level keeps a frame of its own (no tail call, no loop). */
+static noinline void ksw_test_deep_write(unsigned int depth,
+					 unsigned long *slot, u64 value)
+{
+	volatile unsigned long pad[2];
+
+	pad[0] = depth;
+	if (depth)
+		ksw_test_deep_write(depth - 1, slot, value);
+	else
+		ksw_test_corrupt(slot, value);
+	pad[1] = pad[0];
+}
+
+/* A callee @depth frames down writes the victim's local through a pointer. */
+noinline int ksw_test_deep_victim(unsigned int depth, u64 value)
+{
+	unsigned long buf[KSW_TEST_BUF_WORDS];
+
+	ksw_test_fill(buf, 0x6000);
+	ksw_test_mark(&buf[KSW_TEST_WATCH_WORD]);
+	ksw_test_deep_write(depth, &buf[KSW_TEST_WATCH_WORD], value);
+	return ksw_test_count_bad(buf, 0x6000);
+}
+
+/*
+ * Writes @slot through a second mapping of its page (as a device DMA into
+ * a stack buffer would): no watchpoint can see it.
+ */
+static noinline int ksw_test_alias_write(unsigned long *slot, u64 value)
+{
+	struct page *page = is_vmalloc_addr(slot) ? vmalloc_to_page(slot) :
+						    virt_to_page(slot);
+	void *alias = vmap(&page, 1, VM_MAP, PAGE_KERNEL);
+
+	if (!alias)
+		return -ENOMEM;
+	WRITE_ONCE(*(unsigned long *)(alias + offset_in_page(slot)), value);
+	vunmap(alias);
+	return 0;
+}
+
+noinline int ksw_test_alias_victim(u64 value)
+{
+	unsigned long buf[KSW_TEST_BUF_WORDS];
+	int ret;
+
+	ksw_test_fill(buf, 0x7000);
+	ksw_test_mark(&buf[KSW_TEST_WATCH_WORD]);
+	ret = ksw_test_alias_write(&buf[KSW_TEST_WATCH_WORD], value);
+	return ret ? ret : ksw_test_count_bad(buf, 0x7000);
+}
+
+/* ------------------------------------------------------------------------
+ * Frame shapes: a small hot function whose canary is the top slot of a
+ * realigned frame, and a function with two ways out (a return and a tail
+ * call).
+ */
+
+/* 64-byte buffer, realigned stack (so a frame pointer), canary on top. */
+noinline u64 ksw_test_small(u64 seed)
+{
+	u64 buf[8] __aligned(32);
+	int i;
+
+	for (i = 0; i < 8; i++)
+		WRITE_ONCE(buf[i], seed + i);
+	ksw_test_mark((unsigned long *)&buf[0]);
+	return READ_ONCE(buf[seed & 7]);
+}
+
+/* Many calls from one system call, back to back. */
+u64 ksw_test_small_loop(u32 calls)
+{
+	u64 sum = 0;
+	u32 i;
+
+	for (i = 0; i < calls; i++)
+		sum += ksw_test_small(i);
+	return sum;
+}
+
+noinline u64 ksw_test_tail_target(u64 x)
+{
+	return x * 3 + 1;
+}
+
+/*
+ * Odd @x leaves through a tail call (jmp), even @x through a return. Its
+ * frame is the callee-saved registers it pushes: a function whose local
+ * has its address taken cannot tail-call (the callee might use it), so
+ * the watch here is on the frame's bottom slot, a saved register.
+ */
+noinline __no_stack_protector u64 ksw_test_exits(u64 x)
+{
+	u64 a = ksw_test_tail_target(x);
+	u64 b = ksw_test_tail_target(a ^ x);
+
+	if (x & 1)
+		return ksw_test_tail_target(a + b);
+	return a * b + x;
+}
+
+u64 ksw_test_exits_loop(u32 calls)
+{
+	u64 sum = 0;
+	u32 i;
+
+	for (i = 0; i < calls; i++)
+		sum += ksw_test_exits(i);
+	return sum;
 }

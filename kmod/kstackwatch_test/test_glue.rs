@@ -30,9 +30,15 @@ extern "C" {
     fn ksw_test_recurse(depth: u32, max_depth: u32, corrupt_depth: u32, hop: bool) -> c_int;
     fn ksw_test_bench_victim(seed: u64) -> u64;
     fn ksw_test_hold_victim(ms: u32) -> c_int;
+    fn ksw_test_irq_victim(softirq: bool, value: u64) -> c_int;
+    fn ksw_test_deep_victim(depth: u32, value: u64) -> c_int;
+    fn ksw_test_alias_victim(value: u64) -> c_int;
+    fn ksw_test_small_loop(calls: u32) -> u64;
+    fn ksw_test_exits_loop(calls: u32) -> u64;
+    fn ksw_test_hog(on: bool) -> c_int;
 
     fn ksw_test_thread_start(
-        f: extern "C" fn(*mut c_void) -> c_int,
+        f: unsafe extern "C" fn(*mut c_void) -> c_int,
         arg: *mut c_void,
         name: *const u8,
         cpu: c_int,
@@ -126,6 +132,41 @@ pub(crate) fn hold_victim(ms: u32) -> i32 {
     unsafe { ksw_test_hold_victim(ms) }
 }
 
+/// The victim spins on its CPU until an interrupt there writes its local.
+pub(crate) fn irq_victim(softirq: bool, value: u64) -> i32 {
+    // SAFETY: process context; C cancels the timer before the frame dies.
+    unsafe { ksw_test_irq_victim(softirq, value) }
+}
+
+pub(crate) fn deep_victim(depth: u32, value: u64) -> i32 {
+    // SAFETY: self-contained C function; depth is bounded by the caller.
+    unsafe { ksw_test_deep_victim(depth, value) }
+}
+
+pub(crate) fn alias_victim(value: u64) -> i32 {
+    // SAFETY: process context (vmap sleeps); writes only its own frame.
+    unsafe { ksw_test_alias_victim(value) }
+}
+
+pub(crate) fn small_loop(calls: u32) -> u64 {
+    // SAFETY: self-contained C function.
+    unsafe { ksw_test_small_loop(calls) }
+}
+
+pub(crate) fn exits_loop(calls: u32) -> u64 {
+    // SAFETY: self-contained C function.
+    unsafe { ksw_test_exits_loop(calls) }
+}
+
+/// While on, CPUs coming online have all their breakpoints taken first.
+pub(crate) fn hog(on: bool) -> Result<(), c_int> {
+    // SAFETY: process context (scenario writes, under the test lock).
+    match unsafe { ksw_test_hog(on) } {
+        0 => Ok(()),
+        e => Err(e),
+    }
+}
+
 pub(crate) fn bench_victim(seed: u64) -> u64 {
     // SAFETY: as above.
     unsafe { ksw_test_bench_victim(seed) }
@@ -138,7 +179,7 @@ impl Thread {
     /// # Safety
     /// `arg` must stay valid until [`Thread::join`] returns.
     pub(crate) unsafe fn start(
-        f: extern "C" fn(*mut c_void) -> c_int,
+        f: unsafe extern "C" fn(*mut c_void) -> c_int,
         arg: *mut c_void,
         name: &kernel::str::CStr,
         cpu: Option<u32>,

@@ -25,8 +25,13 @@ emit call_no_watch "$(json "$(scenario "bench $B $C")")"
 # the VM's speed drifts over seconds, and these two are compared with each
 # other (the table takes the median of the per-trial ratios).
 TB=$((B / 4))
+# The release offsets kstackwatch probes, for the bare module to probe too.
+ksw_config "$spec"
+release=$(grep -o 'disarms at [^;]*' /proc/kstackwatch | sed 's/disarms at //; s/+//g; s/ /,/g')
+[ -n "$release" ] || fail "no release offsets in /proc/kstackwatch"
+ksw_config ""
 for trial in $(seq 9); do
-	insmod tests/vm/modules/ksw_bare_probes.ko func=ksw_test_bench_victim offset=$fo
+	insmod tests/vm/modules/ksw_bare_probes.ko func=ksw_test_bench_victim offset=$fo release=$release
 	emit call_bare_probe_pair_t$trial "$(json "$(scenario "bench $TB $C")")"
 	rmmod ksw_bare_probes
 	ksw_config "$spec dp=5"

@@ -13,6 +13,7 @@ KSW_VIRTME_NG_VERSION=1.42
 KSW_CARGO_FUZZ_VERSION=0.13.2
 
 KSW_RUSTC=/usr/bin/rustc
+KSW_CLIPPY_DRIVER=/usr/bin/clippy-driver
 KSW_BINDGEN=$KSW_CACHE/tools/bin/bindgen
 KSW_VENV=$KSW_CACHE/venv
 

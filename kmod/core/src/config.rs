@@ -163,7 +163,10 @@ pub enum WatchTarget {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Spec {
     pub func: FuncName,
-    pub func_offset: u32,
+    /// The probe point, as an offset into the function; None: right after
+    /// the prologue (where the frame and its canary are in place, found by
+    /// decoding the function).
+    pub func_offset: Option<u32>,
     /// Recursion level to arm at: 0 is the outermost active call.
     pub depth: u16,
     /// Most frames of this spec armed at once; 0 means as many as there are slots.
@@ -191,11 +194,13 @@ impl fmt::Display for Spec {
             WatchTarget::Canary => (0, 0, 1),
             WatchTarget::Local { sp_offset, len } => (sp_offset, len, 0),
         };
+        write!(f, "func_name={}", self.func)?;
+        if let Some(offset) = self.func_offset {
+            write!(f, " func_offset={offset:#x}")?;
+        }
         write!(
             f,
-            "func_name={} func_offset={:#x} depth={} max_watch={} sp_offset={} watch_len={} auto_canary={} panic_on_catch={}",
-            self.func,
-            self.func_offset,
+            " depth={} max_watch={} sp_offset={} watch_len={} auto_canary={} panic_on_catch={}",
             self.depth,
             self.max_watch,
             sp_offset,
@@ -235,6 +240,21 @@ impl Config {
 
     pub fn get(&self, index: usize) -> Option<&Spec> {
         self.specs.get(index).and_then(Option::as_ref)
+    }
+
+    /// Hardware slots this configuration claims from the CPU: the sum of
+    /// the specs' `max_watch`, or all `hw` when a spec leaves it at 0 (as
+    /// many as there are). What is not claimed stays free for gdb, ptrace
+    /// and `perf record -e mem:`.
+    pub fn slots_to_claim(&self, hw: u8) -> u8 {
+        let mut total = 0u32;
+        for spec in self.specs() {
+            if spec.max_watch == 0 {
+                return hw;
+            }
+            total += u32::from(spec.max_watch);
+        }
+        total.min(u32::from(hw)) as u8
     }
 
     /// The input line spec `index` came from (for error messages).
@@ -281,7 +301,7 @@ type SpecError<'a> = (ErrorKind, &'a [u8]);
 fn parse_spec<'a>(line: &'a [u8], limits: &Limits) -> Result<Spec, SpecError<'a>> {
     let mut seen: u16 = 0;
     let mut func = None;
-    let mut func_offset = 0u32;
+    let mut func_offset = None;
     let mut depth = 0u16;
     let mut max_watch = 0u8;
     let mut sp_offset = None;
@@ -306,7 +326,7 @@ fn parse_spec<'a>(line: &'a [u8], limits: &Limits) -> Result<Spec, SpecError<'a>
         let number = |max: u64| parse_number(value, max).map_err(|kind| (kind(key), token));
         match key {
             Key::FuncName => func = Some(FuncName::new(value).map_err(|kind| (kind, value))?),
-            Key::FuncOffset => func_offset = number(u64::from(u32::MAX))? as u32,
+            Key::FuncOffset => func_offset = Some(number(u64::from(u32::MAX))? as u32),
             Key::Depth => depth = number(u64::from(MAX_DEPTH))? as u16,
             Key::MaxWatch => max_watch = number(u64::from(limits.hw_slots))? as u8,
             Key::SpOffset => sp_offset = Some(number(u64::from(limits.stack_size) - 1)? as u32),
@@ -322,11 +342,11 @@ fn parse_spec<'a>(line: &'a [u8], limits: &Limits) -> Result<Spec, SpecError<'a>
         }
     }
 
-    let func = func.ok_or((ErrorKind::MissingFunc, line.trim_ascii()))?;
+    let func = func.ok_or((ErrorKind::MissingFunc, trim(line)))?;
     let target = match (auto_canary, watch_len, sp_offset) {
         (true, 0, None | Some(0)) | (false, 0, None | Some(0)) => WatchTarget::Canary,
-        (true, _, _) => return Err((ErrorKind::CanaryConflict, line.trim_ascii())),
-        (false, 0, Some(_)) => return Err((ErrorKind::OffsetWithoutLen, line.trim_ascii())),
+        (true, _, _) => return Err((ErrorKind::CanaryConflict, trim(line))),
+        (false, 0, Some(_)) => return Err((ErrorKind::OffsetWithoutLen, trim(line))),
         (false, len, offset) => WatchTarget::Local {
             sp_offset: offset.unwrap_or(0),
             len,
@@ -334,7 +354,7 @@ fn parse_spec<'a>(line: &'a [u8], limits: &Limits) -> Result<Spec, SpecError<'a>
     };
     if let WatchTarget::Local { sp_offset, len } = target {
         if u64::from(sp_offset) + u64::from(len) > u64::from(limits.stack_size) {
-            return Err((ErrorKind::OutOfRange(Key::SpOffset), line.trim_ascii()));
+            return Err((ErrorKind::OutOfRange(Key::SpOffset), trim(line)));
         }
     }
     Ok(Spec {
@@ -345,6 +365,14 @@ fn parse_spec<'a>(line: &'a [u8], limits: &Limits) -> Result<Spec, SpecError<'a>
         target,
         panic_on_catch,
     })
+}
+
+/// `line` without leading and trailing ASCII whitespace (`<[u8]>::trim_ascii`
+/// is newer than the kernel's minimum Rust).
+fn trim(line: &[u8]) -> &[u8] {
+    let start = line.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(line.len());
+    let end = line.iter().rposition(|b| !b.is_ascii_whitespace()).map_or(start, |i| i + 1);
+    &line[start..end]
 }
 
 /// Parses decimal or `0x` hex; a malformed number and one above `max` are
@@ -526,7 +554,8 @@ mod tests {
         );
         assert_eq!(short, long);
         assert_eq!(short.func.as_str(), "test_victim");
-        assert_eq!(short.func_offset, 0x4c);
+        assert_eq!(short.func_offset, Some(0x4c));
+        assert_eq!(one("fn=f").func_offset, None);
         assert_eq!(
             short.target,
             WatchTarget::Local {
@@ -556,6 +585,7 @@ mod tests {
             "fn=a fo=0x10 so=8 wl=4",
             "fn=b fo=3 dp=7 mw=1 ph=1",
             "fn=mod:c.isra.0 fo=0 ac=1",
+            "fn=d so=8 wl=8",
         ] {
             let spec = one(text);
             let printed = spec.to_string();
@@ -650,6 +680,14 @@ mod tests {
             err.to_string(),
             "line 1: watch_len must be 0 (canary), 1, 2, 4 or 8 at 'wl=3'"
         );
+    }
+
+    #[test]
+    fn slots_claimed_are_the_sum_of_max_watch() {
+        assert_eq!(parse("fn=a mw=1\nfn=b mw=2").unwrap().slots_to_claim(4), 3);
+        assert_eq!(parse("fn=a mw=3\nfn=b mw=4").unwrap().slots_to_claim(4), 4);
+        assert_eq!(parse("fn=a mw=1\nfn=b").unwrap().slots_to_claim(4), 4);
+        assert_eq!(parse("").unwrap().slots_to_claim(4), 0);
     }
 
     #[test]

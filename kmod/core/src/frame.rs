@@ -8,7 +8,8 @@
 //!   the same address for the call, which is how a probe hit is paired with
 //!   exactly one function exit.
 
-use super::canary::CanarySlot;
+use super::layout::RegAddr;
+use super::tasks::Active;
 
 /// Bytes in a stack word (x86_64).
 pub const WORD: usize = 8;
@@ -40,8 +41,9 @@ pub trait StackReader {
 pub enum Target {
     /// `len` bytes at `sp + sp_offset`.
     Local { sp_offset: u32, len: u8 },
-    /// The canary, at the slot the function's prologue stores it to.
-    Canary(CanarySlot),
+    /// The canary, at the slot the function's prologue stores it to, in
+    /// terms of the registers at the probe (from `layout.rs`).
+    Canary(RegAddr),
 }
 
 /// The bytes a hardware slot will watch.
@@ -95,7 +97,8 @@ pub fn place(
         }
         Target::Canary(slot) => {
             let addr = slot
-                .address(frame.sp, frame.bp)
+                .resolve(frame.sp as u64, frame.bp as u64)
+                .map(|a| a as usize)
                 .filter(|&a| frame.sp <= a && a + WORD <= frame.frame)
                 .ok_or(PlaceError::CanaryNotFound)?;
             if stack.read_word(addr) != Some(frame.canary) {
@@ -132,21 +135,14 @@ pub enum ProbeDecision {
     BadFrame,
 }
 
-/// The facts the return hook gives about the current task: how many calls
-/// of the watched function it has active with a hooked exit, and the frame of
-/// the innermost one.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct HookedCalls {
-    pub count: u32,
-    pub innermost: usize,
-}
-
-/// Decides whether this probe hit arms. `already_armed(frame)` asks the slot
-/// table; `probed_frame()` unwinds one frame and is only called when the
-/// depth could match, which keeps the common non-arming hit cheap.
+/// Decides whether this probe hit arms. `hooked` is what the task table
+/// knows (calls of the function active in this task with a hooked exit);
+/// `already_armed(frame)` asks the slot table; `probed_frame()` finds the
+/// probed call's frame and is only called when the depth could match,
+/// which keeps the common non-arming hit cheap.
 pub fn decide(
     wanted_depth: u16,
-    hooked: HookedCalls,
+    hooked: Active,
     already_armed: impl Fn(usize) -> bool,
     probed_frame: impl FnOnce() -> Option<usize>,
 ) -> ProbeDecision {
@@ -184,8 +180,6 @@ pub fn decide(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    use super::super::canary::Base;
 
     /// A fake stack: `words[i]` lives at `base + 8*i`.
     struct FakeStack {
@@ -268,10 +262,7 @@ mod tests {
     #[test]
     fn canary_is_where_the_prologue_put_it_not_a_stale_copy() {
         // The real canary at sp+0x80 (word 116), stale copies above and below.
-        let slot = CanarySlot {
-            base: Base::Sp,
-            disp: 0x80,
-        };
+        let slot = RegAddr::Sp(0x80);
         let stack = stack_with(&[110, 116, 118]);
         let range = place(Target::Canary(slot), &frame(100, 140), &stack).unwrap();
         assert_eq!(
@@ -282,38 +273,26 @@ mod tests {
             }
         );
         // Addressed from the frame pointer.
-        let slot = CanarySlot {
-            base: Base::Bp,
-            disp: -0x18,
-        };
+        let slot = RegAddr::Bp(-0x18);
         let range = place(Target::Canary(slot), &frame(100, 140), &stack_with(&[136])).unwrap();
         assert_eq!(range.addr, BASE + 136 * WORD);
     }
 
     #[test]
     fn canary_slot_must_hold_the_canary_inside_the_frame() {
-        let slot = CanarySlot {
-            base: Base::Sp,
-            disp: 0x80,
-        };
+        let slot = RegAddr::Sp(0x80);
         // Not stored yet (probe before the prologue's store).
         assert_eq!(
             place(Target::Canary(slot), &frame(100, 140), &stack_with(&[])),
             Err(PlaceError::CanaryNotFound)
         );
         // Slot computed outside the frame.
-        let far = CanarySlot {
-            base: Base::Sp,
-            disp: 0x400,
-        };
+        let far = RegAddr::Sp(0x400);
         assert_eq!(
             place(Target::Canary(far), &frame(100, 140), &stack_with(&[228])),
             Err(PlaceError::CanaryNotFound)
         );
-        let below = CanarySlot {
-            base: Base::Sp,
-            disp: -8,
-        };
+        let below = RegAddr::Sp(-8);
         assert_eq!(
             place(Target::Canary(below), &frame(100, 140), &stack_with(&[99])),
             Err(PlaceError::CanaryNotFound)
@@ -322,10 +301,7 @@ mod tests {
 
     #[test]
     fn frame_not_on_this_stack_is_rejected() {
-        let slot = Target::Canary(CanarySlot {
-            base: Base::Sp,
-            disp: 0x80,
-        });
+        let slot = Target::Canary(RegAddr::Sp(0x80));
         let mut f = frame(100, 140);
         f.frame = f.stack_hi + 64;
         assert_eq!(
@@ -340,8 +316,8 @@ mod tests {
         );
     }
 
-    fn hooked(count: u32, innermost: usize) -> HookedCalls {
-        HookedCalls { count, innermost }
+    fn hooked(count: u32, innermost: usize) -> Active {
+        Active { count, innermost }
     }
 
     #[test]

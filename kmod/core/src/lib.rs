@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 //! KStackWatch core: every decision of the kernel module that does not need
 //! the kernel, kept `no_std`, allocation-free and panic-free so the module
-//! can include it (by path, see `kmod/kstackwatch/kstackwatch.rs`) and the
+//! can include it (by path, see `kmod/kstackwatch/ksw_main.rs`) and the
 //! host can test and fuzz it. The `ksw` tools share its event vocabulary and
 //! config parser.
 //!
@@ -13,11 +13,8 @@
 #[cfg(test)]
 extern crate std;
 
-pub mod canary;
-pub mod config;
-pub mod events;
-pub mod fmtbuf;
-pub mod frame;
-pub mod hit;
-pub mod slots;
-pub mod stats;
+// The modules the kernel module compiles too, listed once.
+include!("kernel_modules.rs");
+
+/// Generates the module's C header (host only).
+pub mod c_header;

@@ -16,11 +16,10 @@ use core::sync::atomic::{
 };
 
 use super::config::MAX_SPECS;
+use super::events::COMM_LEN;
 
 /// Most hardware watch slots the table manages (x86: DR0-DR3).
 pub const MAX_SLOTS: usize = 4;
-/// Length of a task's `comm`.
-pub const COMM_LEN: usize = 16;
 
 const FREE: u8 = 0;
 const CLAIMED: u8 = 1;
@@ -46,11 +45,10 @@ pub struct Armed {
     pub sp: usize,
     pub depth: u32,
     pub probe_ip: usize,
-    /// The watched function's code, `[func_start, func_end)`: the hit
-    /// handler uses it to tell the live frame from its exit path.
-    pub func_start: usize,
-    pub func_end: usize,
     pub panic_on_catch: bool,
+    /// The watch is the stack canary: `arm_value` is the task's canary and
+    /// must not appear in events.
+    pub canary: bool,
     pub arm_value: u64,
     pub victim_pid: i32,
     pub victim_comm: [u8; COMM_LEN],
@@ -73,11 +71,10 @@ impl Armed {
 pub struct Retired {
     pub armed: Armed,
     pub hits: u32,
+    /// Of those, writes by the victim task itself.
+    pub victim_hits: u32,
     /// Last value seen by a reported hit (the arm value if none).
     pub last_value: u64,
-    /// The exit path (return trampolines) already overwrote the slot, so
-    /// memory no longer holds the value the frame died with.
-    pub exit_path_wrote: bool,
 }
 
 /// Why no slot was taken.
@@ -102,9 +99,8 @@ struct Slot {
     sp: AtomicUsize,
     depth: AtomicU32,
     probe_ip: AtomicUsize,
-    func_start: AtomicUsize,
-    func_end: AtomicUsize,
     panic_on_catch: AtomicBool,
+    canary: AtomicBool,
     arm_value: AtomicU64,
     victim_pid: AtomicI32,
     victim_comm: [AtomicU64; 2],
@@ -112,7 +108,7 @@ struct Slot {
     // Mutable while armed:
     last_value: AtomicU64,
     hits: AtomicU32,
-    exit_path_wrote: AtomicBool,
+    victim_hits: AtomicU32,
     remote_pending: AtomicU32,
 }
 
@@ -130,16 +126,15 @@ impl Slot {
             sp: AtomicUsize::new(0),
             depth: AtomicU32::new(0),
             probe_ip: AtomicUsize::new(0),
-            func_start: AtomicUsize::new(0),
-            func_end: AtomicUsize::new(0),
             panic_on_catch: AtomicBool::new(false),
+            canary: AtomicBool::new(false),
             arm_value: AtomicU64::new(0),
             victim_pid: AtomicI32::new(0),
             victim_comm: [AtomicU64::new(0), AtomicU64::new(0)],
             armed_ns: AtomicU64::new(0),
             last_value: AtomicU64::new(0),
             hits: AtomicU32::new(0),
-            exit_path_wrote: AtomicBool::new(false),
+            victim_hits: AtomicU32::new(0),
             remote_pending: AtomicU32::new(0),
         }
     }
@@ -155,9 +150,8 @@ impl Slot {
         self.sp.store(a.sp, r);
         self.depth.store(a.depth, r);
         self.probe_ip.store(a.probe_ip, r);
-        self.func_start.store(a.func_start, r);
-        self.func_end.store(a.func_end, r);
         self.panic_on_catch.store(a.panic_on_catch, r);
+        self.canary.store(a.canary, r);
         self.arm_value.store(a.arm_value, r);
         self.victim_pid.store(a.victim_pid, r);
         let (lo, hi) = a.victim_comm.split_at(8);
@@ -166,7 +160,7 @@ impl Slot {
         self.armed_ns.store(a.armed_ns, r);
         self.last_value.store(a.arm_value, r);
         self.hits.store(0, r);
-        self.exit_path_wrote.store(false, r);
+        self.victim_hits.store(0, r);
     }
 
     fn read_fields(&self) -> Armed {
@@ -184,9 +178,8 @@ impl Slot {
             sp: self.sp.load(r),
             depth: self.depth.load(r),
             probe_ip: self.probe_ip.load(r),
-            func_start: self.func_start.load(r),
-            func_end: self.func_end.load(r),
             panic_on_catch: self.panic_on_catch.load(r),
+            canary: self.canary.load(r),
             arm_value: self.arm_value.load(r),
             victim_pid: self.victim_pid.load(r),
             victim_comm: comm,
@@ -315,24 +308,25 @@ impl SlotTable {
         (0..MAX_SLOTS).filter(|&i| self.slots[i].state.load(Ordering::Acquire) == ARMED)
     }
 
-    /// Counts a reported hit on watch `id`; returns (value before, hits so far).
-    pub fn record_hit(&self, index: usize, id: u64, new_value: u64) -> Option<(u64, u32)> {
+    /// Counts a reported hit on watch `id`; returns (value before, hits so
+    /// far). `by_victim`: the victim task wrote its own frame.
+    pub fn record_hit(
+        &self,
+        index: usize,
+        id: u64,
+        new_value: u64,
+        by_victim: bool,
+    ) -> Option<(u64, u32)> {
         let slot = self.slots.get(index)?;
         if slot.id.load(Ordering::Acquire) != id {
             return None;
         }
         let old = slot.last_value.swap(new_value, Ordering::AcqRel);
         let hits = slot.hits.fetch_add(1, Ordering::AcqRel) + 1;
-        Some((old, hits))
-    }
-
-    /// Notes that the exit path of watch `id`'s frame wrote the slot.
-    pub fn record_exit_path_write(&self, index: usize, id: u64) {
-        if let Some(slot) = self.slots.get(index) {
-            if slot.id.load(Ordering::Acquire) == id {
-                slot.exit_path_wrote.store(true, Ordering::Release);
-            }
+        if by_victim {
+            slot.victim_hits.fetch_add(1, Ordering::AcqRel);
         }
+        Some((old, hits))
     }
 
     /// A remote CPU programmed watch `id`; returns true for the last one.
@@ -358,8 +352,8 @@ impl SlotTable {
         let retired = Retired {
             armed,
             hits: slot.hits.load(Ordering::Acquire),
+            victim_hits: slot.victim_hits.load(Ordering::Acquire),
             last_value: slot.last_value.load(Ordering::Acquire),
-            exit_path_wrote: slot.exit_path_wrote.load(Ordering::Acquire),
         };
         self.per_spec[usize::from(armed.spec) % MAX_SPECS].fetch_sub(1, Ordering::AcqRel);
         slot.state.store(FREE, Ordering::Release);
@@ -390,9 +384,8 @@ mod tests {
             sp: addr - 64,
             depth: 0,
             probe_ip: 0xffff_ffff_8100_0000,
-            func_start: 0xffff_ffff_8100_0000,
-            func_end: 0xffff_ffff_8100_0100,
             panic_on_catch: false,
+            canary: false,
             arm_value: 0xdead_beef,
             victim_pid: 42,
             victim_comm: *b"victim\0\0\0\0\0\0\0\0\0\0",
@@ -457,12 +450,11 @@ mod tests {
         let t = table(1);
         let i = t.claim(0, 1).unwrap();
         let id = t.publish(i, armed(1, 2, 0x100), 0);
-        assert_eq!(t.record_hit(i, id, 0xabcd), Some((0xdead_beef, 1)));
-        assert_eq!(t.record_hit(i, id, 0x1234), Some((0xabcd, 2)));
-        assert_eq!(t.record_hit(i, id + 1, 0x9999), None);
-        t.record_exit_path_write(i, id);
+        assert_eq!(t.record_hit(i, id, 0xabcd, false), Some((0xdead_beef, 1)));
+        assert_eq!(t.record_hit(i, id, 0x1234, true), Some((0xabcd, 2)));
+        assert_eq!(t.record_hit(i, id + 1, 0x9999, true), None);
         let r = t.retire(i).unwrap();
-        assert_eq!((r.hits, r.last_value, r.exit_path_wrote), (2, 0x1234, true));
+        assert_eq!((r.hits, r.victim_hits, r.last_value), (2, 1, 0x1234));
     }
 
     #[test]

@@ -24,20 +24,26 @@ counters! {
     Arms => "arms": "Watches armed.",
     Disarms => "disarms": "Watches disarmed (any reason).",
     Hits => "hits": "Writes into a live watched frame, reported as ksw_hit.",
-    Corrupted => "corrupted": "Disarms whose value differed from the value at arm.",
-    DroppedNoSlot => "dropped_no_slot": "Frames not armed: every hardware slot busy.",
-    DroppedMaxWatch => "dropped_max_watch": "Frames not armed: the spec's max_watch reached.",
+    Corrupted => "corrupted": "Frames that died with a value different from the value at arm.",
+    UnknownExit => "unknown_exit": "Frames whose value at death could not be read (backstop disarms).",
+    DroppedNoSlot => "dropped_no_slot": "Frames not armed: every claimed hardware slot busy (counted once per frame).",
+    DroppedMaxWatch => "dropped_max_watch": "Frames not armed: the spec's max_watch reached (once per frame).",
     CanaryNotFound => "canary_not_found": "Frames not armed: no canary in the probed frame.",
     OutsideStack => "outside_stack": "Frames not armed: range not inside the task's stack.",
     Misaligned => "misaligned": "Frames not armed: range not aligned to its length.",
-    ExitUnobservable => "exit_unobservable": "Frames not armed: their exit was not hooked (rethook pool empty).",
-    BadFrame => "bad_frame": "Frames not armed: the probed frame could not be unwound.",
+    ExitUnobservable => "exit_unobservable": "Frames not armed: the call has no return hook (rethook pool empty), so no backstop.",
+    BadFrame => "bad_frame": "Frames not armed: the probed frame could not be located.",
     NmiContext => "nmi_context": "Probe hits inside an NMI, never armed.",
     OtherDepth => "other_depth": "Probe hits at a recursion depth not selected.",
-    ExitPathHits => "exit_path_hits": "Writes by the frame's own exit path (return trampolines), ignored.",
+    DepthUntracked => "depth_untracked": "Calls not tracked: the per-task table had no room (never armed).",
+    DepthResync => "depth_resync": "Per-task depth reset after calls whose exit was never seen.",
+    BackstopDisarms => "backstop_disarms": "Frames disarmed by the return hook because the epilogue probe did not run.",
+    LateReleases => "late_releases": "Epilogue probes that found the slot already below sp (should stay 0).",
+    ExitPathHits => "exit_path_hits": "Writes by the victim itself on frames later disarmed by the backstop: possibly after death; reported.",
     StaleHits => "stale_hits": "Hits on a debug register not yet updated after a disarm, ignored.",
     SelfHits => "self_hits": "Hits from kstackwatch's own code, ignored.",
     RemoteKicks => "remote_kicks": "Cross-CPU debug-register updates sent.",
+    CpusWithoutSlots => "cpus_without_slots": "CPUs that came online but could not get the breakpoints (writes there are not seen).",
 }
 
 pub const NR_COUNTERS: usize = Counter::ALL.len();
@@ -229,7 +235,7 @@ mod tests {
         c.add(Counter::Hits, 3);
         let text = c.display().to_string();
         assert!(text.starts_with("arms=1 disarms=0 hits=3 "), "{text}");
-        assert!(text.ends_with("remote_kicks=0"), "{text}");
+        assert!(text.ends_with("cpus_without_slots=0"), "{text}");
         c.reset();
         assert_eq!(c.get(Counter::Hits), 0);
     }

@@ -3,7 +3,7 @@
 //! Pure Rust, no FFI: the plugin feeds it fields read through libtraceevent,
 //! tests feed it maps.
 
-use ksw_core::events::{field, DisarmReason, Verdict};
+use ksw_core::events::{field, flags, DisarmReason, ExitState, Verdict, WriterContext};
 
 /// Field access by the names of `ksw_core::events::field`.
 pub trait Fields {
@@ -35,8 +35,14 @@ pub fn arm(f: &impl Fields, sym: &impl Symbolize) -> Result<String, Missing> {
     let addr = need(f, field::ADDR)?;
     let len = need(f, field::LEN)?;
     let value = need(f, field::VALUE)?;
+    let flag = |bit| f.num(field::FLAGS).is_some_and(|v| v as u8 & bit != 0);
+    let held = if flag(flags::ARM_CANARY) {
+        "the canary".to_owned()
+    } else {
+        format!("{value:#x}")
+    };
     let mut line = format!(
-        "watch {id} slot {slot} armed at {}: {len} bytes at {addr:#x} hold {value:#x}",
+        "watch {id} slot {slot} armed at {}: {len} bytes at {addr:#x} hold {held}",
         sym.symbolize(probe, false)
     );
     let extra: Vec<String> = [
@@ -74,8 +80,23 @@ pub fn hit(f: &impl Fields, sym: &impl Symbolize) -> Result<String, Missing> {
         .text(field::WRITER_COMM)
         .filter(|c| !c.is_empty())
         .unwrap_or_else(|| "a writer".to_owned());
+    let flag = |bit| f.num(field::FLAGS).is_some_and(|v| v as u8 & bit != 0);
+    let shown = |v: u64, canary: bool| {
+        if canary {
+            "the canary".to_owned()
+        } else {
+            format!("{v:#x}")
+        }
+    };
+    let context = match f.num(field::CONTEXT).and_then(WriterContext::from_raw) {
+        Some(WriterContext::Task) | None => String::new(),
+        Some(c) if flag(flags::HIT_BY_VICTIM) => format!(" (in {c}, on the victim's CPU)"),
+        Some(c) => format!(" (in {c})"),
+    };
     let mut line = format!(
-        "watch {id} slot {slot}: {writer} wrote {new:#x} over {old:#x} at {addr:#x} by {}",
+        "watch {id} slot {slot}: {writer}{context} wrote {} over {} at {addr:#x} by {}",
+        shown(new, flag(flags::HIT_NEW_CANARY)),
+        shown(old, flag(flags::HIT_OLD_CANARY)),
         sym.symbolize(writer_ip, true)
     );
     let victim_comm = f.text(field::VICTIM_COMM);
@@ -95,7 +116,7 @@ pub fn hit(f: &impl Fields, sym: &impl Symbolize) -> Result<String, Missing> {
 
 /// `ksw_disarm`: `watch 1 slot 0 disarmed on return: hit (1 write caught;
 /// 0xdeadbef7 -> 0xabcdabcd at 0xffff8880003cfe50)`, the verdict word being
-/// `ksw_core::events::Verdict`'s (clean, hit, silently corrupted).
+/// `ksw_core::events::Verdict`'s (clean, hit, silently corrupted, unknown).
 pub fn disarm(f: &impl Fields) -> Result<String, Missing> {
     let id = need(f, field::ID)?;
     let slot = need(f, field::SLOT)?;
@@ -103,7 +124,8 @@ pub fn disarm(f: &impl Fields) -> Result<String, Missing> {
     let arm_value = need(f, field::ARM_VALUE)?;
     let exit_value = need(f, field::EXIT_VALUE)?;
     let hits = need(f, field::HITS)?;
-    let corrupted = need(f, field::CORRUPTED)? != 0;
+    let exit = ExitState::from_raw(need(f, field::CORRUPTED)?).unwrap_or(ExitState::Unknown);
+    let flag = |bit| f.num(field::FLAGS).is_some_and(|v| v as u8 & bit != 0);
     let reason = match f.num(field::REASON) {
         Some(r) => match DisarmReason::from_raw(r) {
             Some(r) => r.as_str().to_owned(),
@@ -111,16 +133,22 @@ pub fn disarm(f: &impl Fields) -> Result<String, Missing> {
         },
         None => "unknown reason".to_owned(),
     };
-    let verdict = Verdict::of(hits, corrupted);
+    let verdict = Verdict::of(hits, exit);
     let caught = match hits {
         0 => "no write caught".to_owned(),
         1 => "1 write caught".to_owned(),
         n => format!("{n} writes caught"),
     };
-    let value = if corrupted || arm_value != exit_value {
-        format!("{arm_value:#x} -> {exit_value:#x}")
+    let at_arm = if flag(flags::DISARM_CANARY) {
+        "the canary".to_owned()
     } else {
-        format!("{arm_value:#x} kept")
+        format!("{arm_value:#x}")
+    };
+    let value = match exit {
+        ExitState::Unknown => format!("{at_arm} -> value at death unknown"),
+        ExitState::Intact => format!("{at_arm} kept"),
+        ExitState::Changed if flag(flags::DISARM_EXIT_CANARY) => format!("{at_arm} -> the canary"),
+        ExitState::Changed => format!("{at_arm} -> {exit_value:#x}"),
     };
     Ok(format!(
         "watch {id} slot {slot} disarmed on {reason}: {verdict} ({caught}; {value} at {addr:#x})"

@@ -120,6 +120,8 @@ pub struct Summary {
     pub hit: u64,
     pub clean: u64,
     pub silent: u64,
+    /// Frames disarmed after they died (backstop): value at death unknown.
+    pub unknown: u64,
     pub still_armed: u64,
     pub unmatched_hits: u64,
     pub disagreements: u64,
@@ -309,6 +311,7 @@ impl<'c> Correlator<'c> {
                 s.hit += 1;
                 s.victims += 1;
             }
+            Some(Verdict::Unknown) => s.unknown += 1,
             None => {
                 s.still_armed += 1;
                 if frame.hit_count > 0 {
@@ -348,7 +351,7 @@ impl<'c> Correlator<'c> {
 mod tests {
     use super::*;
     use crate::events::Context;
-    use ksw_core::events::DisarmReason;
+    use ksw_core::events::{DisarmReason, ExitState, WriterContext};
 
     fn ctx(time_ns: u64, tid: i32, cpu: u32) -> Context {
         Context {
@@ -372,6 +375,7 @@ mod tests {
             len: 8,
             sp: addr - 0x40,
             value: 0xdead,
+            canary: false,
         })
     }
 
@@ -389,6 +393,10 @@ mod tests {
             victim_comm: "victim".into(),
             writer_comm: Some("writer".into()),
             probe_ip: 0xffff_ffff_a000_1000,
+            context: Some(WriterContext::Task),
+            by_victim: false,
+            old_is_canary: false,
+            new_is_canary: false,
         })
     }
 
@@ -401,8 +409,14 @@ mod tests {
             arm_value: 0xdead,
             exit_value: if corrupted { 0xbad } else { 0xdead },
             hits,
-            corrupted,
+            corrupted: if corrupted {
+                ExitState::Changed
+            } else {
+                ExitState::Intact
+            },
             reason: Some(DisarmReason::Return),
+            canary: false,
+            exit_is_canary: false,
         })
     }
 

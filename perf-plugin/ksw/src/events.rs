@@ -17,7 +17,9 @@ use std::hash::BuildHasherDefault;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use ksw_core::events::{field, DisarmReason, ARM, DISARM, HIT, SYSTEM};
+use ksw_core::events::{
+    field, flags, DisarmReason, ExitState, WriterContext, ARM, DISARM, HIT, SYSTEM,
+};
 use ksw_perf::abi::record_type;
 use ksw_perf::{
     DecodeError, EventFormat, Field, Kallsyms, PerfFile, ReadError, Record, Sample, Value,
@@ -53,7 +55,10 @@ pub struct Arm {
     pub addr: u64,
     pub len: u8,
     pub sp: u64,
+    /// The value at arm; 0 for a canary watch (the kernel withholds it).
     pub value: u64,
+    /// A canary watch (`flags::ARM_CANARY`; absent in old recordings).
+    pub canary: bool,
 }
 
 /// `kstackwatch:ksw_hit`: a watched slot was written (writer's context).
@@ -73,6 +78,14 @@ pub struct Hit {
     /// The writer's name as the kernel saw it (absent in old recordings).
     pub writer_comm: Option<Arc<str>>,
     pub probe_ip: u64,
+    /// What the writer ran as (absent in old recordings).
+    pub context: Option<WriterContext>,
+    /// The writer is the victim task itself (its code, or an interrupt
+    /// that came in while it ran on its CPU).
+    pub by_victim: bool,
+    /// `old_value` / `new_value` were the canary, withheld by the kernel.
+    pub old_is_canary: bool,
+    pub new_is_canary: bool,
 }
 
 /// `kstackwatch:ksw_disarm`: a watch ended.
@@ -85,8 +98,14 @@ pub struct Disarm {
     pub arm_value: u64,
     pub exit_value: u64,
     pub hits: u32,
-    pub corrupted: bool,
+    /// The value when the frame died against the value at arm (old
+    /// recordings: 0 intact, 1 changed).
+    pub corrupted: ExitState,
     pub reason: Option<DisarmReason>,
+    /// A canary watch: `arm_value` withheld.
+    pub canary: bool,
+    /// `exit_value` is the canary, intact (withheld).
+    pub exit_is_canary: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -337,7 +356,7 @@ struct FieldSet<'f> {
 }
 
 /// Every field the decoder reads; [`FieldSet`] indexes them in this order.
-const NAMES: [&str; 20] = [
+const NAMES: [&str; 22] = [
     field::ID,
     field::SLOT,
     field::SPEC,
@@ -358,6 +377,8 @@ const NAMES: [&str; 20] = [
     field::HITS,
     field::CORRUPTED,
     field::REASON,
+    field::FLAGS,
+    field::CONTEXT,
 ];
 
 /// Position of `name` in [`NAMES`], at compile time (see [`at!`]): the
@@ -460,6 +481,14 @@ fn decode_sample<'f>(
             })),
         }
     };
+    // Fields newer modules added: absent means 0.
+    let optional = |f: usize| -> Result<u64, LoadError> {
+        if set.has(f) {
+            u(f)
+        } else {
+            Ok(0)
+        }
+    };
     let tid = s.tid.unwrap_or(-1);
     let ctx = Context {
         time_ns: s.time.unwrap_or(0),
@@ -481,6 +510,7 @@ fn decode_sample<'f>(
             len: u(at!(field::LEN))? as u8,
             sp: u(at!(field::SP))?,
             value: u(at!(field::VALUE))?,
+            canary: optional(at!(field::FLAGS))? as u8 & flags::ARM_CANARY != 0,
             ctx,
         }),
         HIT => Event::Hit(Hit {
@@ -499,6 +529,14 @@ fn decode_sample<'f>(
                 None
             },
             probe_ip: u(at!(field::PROBE_IP))?,
+            context: if set.has(at!(field::CONTEXT)) {
+                WriterContext::from_raw(u(at!(field::CONTEXT))?)
+            } else {
+                None
+            },
+            by_victim: optional(at!(field::FLAGS))? as u8 & flags::HIT_BY_VICTIM != 0,
+            old_is_canary: optional(at!(field::FLAGS))? as u8 & flags::HIT_OLD_CANARY != 0,
+            new_is_canary: optional(at!(field::FLAGS))? as u8 & flags::HIT_NEW_CANARY != 0,
             ctx,
         }),
         _ => Event::Disarm(Disarm {
@@ -508,8 +546,10 @@ fn decode_sample<'f>(
             arm_value: u(at!(field::ARM_VALUE))?,
             exit_value: u(at!(field::EXIT_VALUE))?,
             hits: u(at!(field::HITS))? as u32,
-            corrupted: u(at!(field::CORRUPTED))? != 0,
+            corrupted: ExitState::from_raw(u(at!(field::CORRUPTED))?).unwrap_or(ExitState::Unknown),
             reason: DisarmReason::from_raw(u(at!(field::REASON))?),
+            canary: optional(at!(field::FLAGS))? as u8 & flags::DISARM_CANARY != 0,
+            exit_is_canary: optional(at!(field::FLAGS))? as u8 & flags::DISARM_EXIT_CANARY != 0,
             ctx,
         }),
     };

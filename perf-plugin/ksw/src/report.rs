@@ -12,6 +12,7 @@ use crate::correlate::{self, Frame, MatchedHit, Outcome, Summary, TimeMatch, Wri
 use crate::events::{Hit, Recording, StreamStats};
 use crate::graph::Graph;
 use crate::symbols::{self, Symbols};
+use ksw_core::events::ExitState;
 
 #[derive(Debug, Serialize)]
 pub struct Task {
@@ -29,6 +30,12 @@ pub struct HitOut {
     pub address: String,
     pub old_value: String,
     pub new_value: String,
+    /// What the writer ran as: "task", "softirq", "hardirq", "nmi" (None
+    /// in recordings of older modules).
+    pub context: Option<String>,
+    /// The writer is the victim task itself: its own code, or an
+    /// interrupt that came in on its CPU while it ran.
+    pub by_victim: bool,
     pub victim: Task,
     /// The victim frame's watch id by each matching method.
     pub matched_by_id: Option<u64>,
@@ -113,6 +120,8 @@ pub struct SummaryOut {
     pub hit: u64,
     pub clean: u64,
     pub silently_corrupted: u64,
+    /// Frames whose value at death is unknown (backstop disarms).
+    pub unknown: u64,
     pub still_armed: u64,
     pub unmatched_hits: u64,
     pub disagreements: u64,
@@ -130,6 +139,16 @@ pub struct Tail {
 
 fn hex(v: u64) -> String {
     format!("{v:#x}")
+}
+
+/// A value as the report shows it: the kernel never puts the task's stack
+/// canary in an event, it says "canary" instead.
+fn shown(v: u64, is_canary: bool) -> String {
+    if is_canary {
+        "canary".into()
+    } else {
+        hex(v)
+    }
 }
 
 fn clock_name(clockid: Option<i32>) -> String {
@@ -163,8 +182,10 @@ impl Renderer<'_> {
             },
             instruction: self.symbols.describe(h.writer_ip),
             address: hex(h.addr),
-            old_value: hex(h.old_value),
-            new_value: hex(h.new_value),
+            old_value: shown(h.old_value, h.old_is_canary),
+            new_value: shown(h.new_value, h.new_is_canary),
+            context: h.context.map(|c| c.as_str().to_string()),
+            by_victim: h.by_victim,
             victim: Task {
                 pid: h.victim_pid,
                 comm: h.victim_comm.to_string(),
@@ -202,8 +223,11 @@ impl Renderer<'_> {
             sp_offset: a.addr.wrapping_sub(a.sp),
             armed_ns: a.ctx.time_ns,
             disarmed_ns: f.disarm.as_ref().map(|d| d.ctx.time_ns),
-            value_at_arm: hex(a.value),
-            value_at_exit: f.disarm.as_ref().map(|d| hex(d.exit_value)),
+            value_at_arm: shown(a.value, a.canary),
+            value_at_exit: f.disarm.as_ref().and_then(|d| match d.corrupted {
+                ExitState::Unknown => None,
+                _ => Some(shown(d.exit_value, d.exit_is_canary)),
+            }),
             verdict: f
                 .verdict()
                 .map_or("still armed at end of recording".into(), |v| {
@@ -331,6 +355,7 @@ impl Renderer<'_> {
                 hit: s.hit,
                 clean: s.clean,
                 silently_corrupted: s.silent,
+                unknown: s.unknown,
                 still_armed: s.still_armed,
                 unmatched_hits: s.unmatched_hits,
                 disagreements: s.disagreements,
@@ -462,11 +487,15 @@ pub fn render_text(tail: &Tail, frames: &FrameListing) -> String {
     }
     let s = &tail.summary;
     let _ = writeln!(o, "\n{}", s.headline);
-    let _ = writeln!(
+    let _ = write!(
         o,
         "  {} watched frame(s): {} hit, {} silently corrupted, {} clean, {} still armed",
         s.frames, s.hit, s.silently_corrupted, s.clean, s.still_armed
     );
+    if s.unknown > 0 {
+        let _ = write!(o, ", {} unknown (value at death not read)", s.unknown);
+    }
+    let _ = writeln!(o);
 
     let _ = writeln!(o, "\nVictim frames");
     if frames.shown.is_empty() {
@@ -542,15 +571,36 @@ pub fn render_text(tail: &Tail, frames: &FrameListing) -> String {
 fn render_hit_line(o: &mut String, hit: &HitOut) {
     let _ = writeln!(
         o,
-        "      {}  watch {} ({}/{}): {} -> {} at {}",
+        "      {}  watch {} ({}/{}): {} -> {} at {}{}",
         secs(hit.time_ns),
         hit.id,
         hit.victim.comm,
         hit.victim.pid,
         hit.old_value,
         hit.new_value,
-        hit.address
+        hit.address,
+        context_note(hit)
     );
+}
+
+/// ` [hardirq on the victim's CPU]` and the like; empty for a plain task.
+fn context_note(hit: &HitOut) -> String {
+    match (hit.context.as_deref(), hit.by_victim) {
+        (None | Some("task"), false) => String::new(),
+        (None | Some("task"), true) => " [the victim itself]".into(),
+        (Some(c), true) => format!(" [{c} on the victim's CPU, interrupting it]"),
+        (Some(c), false) => format!(" [{c}]"),
+    }
+}
+
+/// Who wrote, as a verdict names them.
+fn writer_label(hit: &HitOut) -> String {
+    let task = format!("{}/{}", hit.writer.comm, hit.writer.pid);
+    match (hit.context.as_deref(), hit.by_victim) {
+        (None | Some("task"), _) => task,
+        (Some(c), true) => format!("{c} on the victim's CPU (interrupting {task})"),
+        (Some(c), false) => format!("{c} (interrupting {task})"),
+    }
 }
 
 fn render_frame(o: &mut String, v: &FrameOut) {
@@ -594,11 +644,7 @@ fn render_frame(o: &mut String, v: &FrameOut) {
         v.value_at_arm,
         v.value_at_exit.as_deref().unwrap_or("?")
     );
-    let mut writers: Vec<String> = v
-        .hits
-        .iter()
-        .map(|h| format!("{}/{}", h.writer.comm, h.writer.pid))
-        .collect();
+    let mut writers: Vec<String> = v.hits.iter().map(writer_label).collect();
     writers.dedup();
     let verdict = match v.verdict.as_str() {
         "hit" => format!(
@@ -611,10 +657,13 @@ fn render_frame(o: &mut String, v: &FrameOut) {
                 "; value restored"
             }
         ),
-        "silently corrupted" => {
-            "SILENTLY CORRUPTED: the value changed but no write was caught".into()
-        }
+        "silently corrupted" => format!(
+            "SILENTLY CORRUPTED: {} at arm, {} when the frame died, and no write was caught",
+            v.value_at_arm,
+            v.value_at_exit.as_deref().unwrap_or("?")
+        ),
         "clean" => "clean".into(),
+        "unknown" => "UNKNOWN: no write caught, but the value at death was not read (disarmed after the frame died)".into(),
         other => other.to_string(),
     };
     let _ = writeln!(o, "    verdict  {verdict}");

@@ -1,0 +1,24 @@
+// SPDX-License-Identifier: GPL-2.0
+// The ksw-core modules the kernel module compiles in (by `include!`, in
+// lib.rs and in kmod/kstackwatch/ksw_main.rs): the one list of them.
+
+/// The `/proc/kstackwatch` configuration language.
+pub mod config;
+/// The trace events' records, enums and field table.
+pub mod events;
+/// Formatting into fixed buffers.
+pub mod fmtbuf;
+/// Placing a watch in the probed frame; the arm decision.
+pub mod frame;
+/// Classifying breakpoint hits; what events may say about values.
+pub mod hit;
+/// x86-64 instruction decoder.
+pub mod insn;
+/// A function's stack layout from its machine code.
+pub mod layout;
+/// The hardware slot table.
+pub mod slots;
+/// Counters and histograms.
+pub mod stats;
+/// Per-task call depth.
+pub mod tasks;

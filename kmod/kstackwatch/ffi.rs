@@ -1,0 +1,123 @@
+// SPDX-License-Identifier: GPL-2.0
+//! Raw declarations of the C layer (`ksw_glue.h`), fenced: only `glue.rs`
+//! uses them. Functions that are safe whatever their arguments are
+//! declared `safe fn`; the others carry their contract here and `glue.rs`
+//! upholds it.
+//!
+//! Types: on x86_64 Linux `unsigned long` and `size_t` are 64-bit, the
+//! same as `usize`; C `bool` is Rust `bool`.
+
+use core::ffi::{c_char, c_int, c_void};
+
+use kernel::bindings::pt_regs;
+
+use crate::ksw_core::events::{ArmRecord, DisarmRecord, HitRecord, COMM_LEN};
+
+/// `KSW_SYM_LEN`.
+pub(crate) const SYM_LEN: usize = 128;
+/// `KSW_CALL_DATA`: per-call storage between the fprobe's entry and exit.
+// Only a compile-time assertion reads it (exits.rs), which dead-code
+// analysis does not count.
+#[allow(dead_code)]
+pub(crate) const CALL_DATA: usize = 16;
+
+/// `struct ksw_symbol`.
+#[repr(C)]
+pub(crate) struct Symbol {
+    pub(crate) start: usize,
+    pub(crate) size: usize,
+    pub(crate) name: [u8; SYM_LEN],
+}
+
+/// `struct ksw_probes`, only ever passed back to C.
+#[repr(C)]
+pub(crate) struct RawProbes {
+    _opaque: [u8; 0],
+}
+
+/// `struct seq_file`, only ever passed back to C.
+#[repr(C)]
+pub(crate) struct SeqFile {
+    _opaque: [u8; 0],
+}
+
+unsafe extern "C" {
+    /// `func` is NUL-terminated; process context.
+    pub(crate) fn ksw_lookup_function(func: *const c_char, sym: *mut Symbol) -> c_int;
+    /// `buf` is writable for `len` bytes; any `addr` (read without faulting).
+    pub(crate) fn ksw_read_text(addr: usize, buf: *mut u8, len: usize) -> bool;
+
+    /// Process context. `release_offs` holds `nr_release` offsets; `owner`
+    /// must stay valid until `ksw_probes_destroy` returns.
+    pub(crate) fn ksw_probes_create(
+        start: usize,
+        arm_off: u32,
+        release_offs: *const u32,
+        nr_release: u32,
+        owner: *const c_void,
+        err: *mut c_int,
+        failed_off: *mut isize,
+    ) -> *mut RawProbes;
+    /// `p` is live (from `ksw_probes_create`, not destroyed). Process context.
+    pub(crate) fn ksw_probes_enable(p: *mut RawProbes);
+    pub(crate) fn ksw_probes_disable_arming(p: *mut RawProbes);
+    /// `p` is live; destroyed exactly once; waits for its handlers.
+    pub(crate) fn ksw_probes_destroy(p: *mut RawProbes);
+    pub(crate) fn ksw_probes_missed(
+        p: *mut RawProbes,
+        arm: *mut u64,
+        release: *mut u64,
+        fprobe: *mut u64,
+    );
+    /// Sleeps: process context.
+    pub(crate) fn ksw_synchronize();
+
+    pub(crate) safe fn ksw_current_task() -> usize;
+    pub(crate) safe fn ksw_current_pid() -> c_int;
+    /// Writes `COMM_LEN` bytes.
+    pub(crate) fn ksw_current_comm(comm: *mut u8);
+    pub(crate) fn ksw_current_stack(lo: *mut usize, hi: *mut usize);
+    pub(crate) safe fn ksw_current_canary() -> u64;
+    pub(crate) safe fn ksw_preempt_count() -> u32;
+    /// `regs` is the live register set of a probe or breakpoint handler.
+    pub(crate) fn ksw_unwind_cfa(regs: *mut pt_regs) -> usize;
+    /// Any `addr` (read without faulting); `value` is writable.
+    pub(crate) fn ksw_read_nofault(addr: usize, len: u8, value: *mut u64) -> bool;
+    pub(crate) safe fn ksw_in_this_module(ip: usize) -> bool;
+    pub(crate) safe fn ksw_now_ns() -> u64;
+    pub(crate) safe fn ksw_thread_size() -> u32;
+
+    /// Process context, configuration lock held, nothing armed.
+    pub(crate) fn ksw_slots_claim(want: u32) -> c_int;
+    pub(crate) fn ksw_slots_release();
+    pub(crate) safe fn ksw_hw_slots() -> u32;
+    /// Any context: checks `slot`, saves and disables interrupts.
+    pub(crate) safe fn ksw_slot_program_local(slot: u32, addr: usize, len: u8) -> bool;
+    /// Any context: defers itself out of NMI context.
+    pub(crate) safe fn ksw_kick_remote();
+    /// Process context.
+    pub(crate) fn ksw_sync_all_wait();
+    pub(crate) safe fn ksw_online_cpus() -> u32;
+    pub(crate) safe fn ksw_nr_cpu_ids() -> u32;
+    pub(crate) safe fn ksw_cpu_online(cpu: u32) -> bool;
+    /// Process context (takes the CPU-hotplug read lock).
+    pub(crate) fn ksw_slot_cpu_state(cpu: u32, slot: u32, addr: *mut usize) -> c_int;
+
+    /// `rec` is a valid record for the duration of the call.
+    pub(crate) fn ksw_trace_arm(rec: *const ArmRecord);
+    pub(crate) fn ksw_trace_hit(rec: *const HitRecord);
+    pub(crate) fn ksw_trace_disarm(rec: *const DisarmRecord);
+    /// `victim_comm` is NUL-terminated within `COMM_LEN` bytes.
+    pub(crate) fn ksw_log_hit(id: u64, writer_ip: usize, victim_comm: *const u8, victim_pid: c_int);
+    /// `regs` is the breakpoint handler's register set. Does not return.
+    pub(crate) fn ksw_panic_caught(id: u64, writer_ip: usize, regs: *mut pt_regs);
+
+    /// Module init, once; `config` outlives `ksw_glue_remove_proc`.
+    pub(crate) fn ksw_glue_init(config: *const c_void) -> c_int;
+    pub(crate) fn ksw_glue_remove_proc();
+    pub(crate) fn ksw_glue_exit();
+    /// `m` is the seq_file of a running show; `buf` readable for `len`.
+    pub(crate) fn ksw_seq_write(m: *mut SeqFile, buf: *const u8, len: usize);
+}
+
+const _: () = assert!(COMM_LEN == 16);

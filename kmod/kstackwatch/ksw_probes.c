@@ -1,0 +1,373 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * kstackwatch: the probes of a watched function and facts about the current
+ * task. Registration and forwarding only; the handlers' decisions are made
+ * in Rust (ksw_rs_*). See ksw_glue.h.
+ */
+#define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
+
+#include <linux/fprobe.h>
+#include <linux/irqflags.h>
+#include <linux/kallsyms.h>
+#include <linux/kprobes.h>
+#include <linux/module.h>
+#include <linux/preempt.h>
+#include <linux/rcupdate.h>
+#include <linux/sched.h>
+#include <linux/sched/task_stack.h>
+#include <linux/slab.h>
+#include <linux/string.h>
+#include <linux/timekeeping.h>
+#include <linux/uaccess.h>
+#include <asm/unwind.h>
+
+#include "ksw_glue.h"
+
+/*
+ * Return hooks per watched function: enough for many tasks parked inside
+ * it. A call that finds the pool empty is never armed (it would have no
+ * backstop); tests shrink the pool to show that.
+ */
+static int rethook_nodes = 512;
+module_param(rethook_nodes, int, 0444);
+MODULE_PARM_DESC(rethook_nodes, "return hooks per watched function (default 512)");
+
+/* A kprobe on an instruction that releases a watched slot. */
+struct ksw_release_probe {
+	struct kprobe kp;
+	struct ksw_probes *set;
+	u32 index;
+};
+
+struct ksw_probes {
+	struct fprobe fp;
+	struct kprobe arm;
+	const void *owner;
+	u32 nr_release;
+	bool fp_registered;
+	bool arm_registered;
+	u32 release_registered;
+	struct ksw_release_probe release[];
+};
+
+/* ------------------------------------------------------------ lookups */
+
+/*
+ * Parse "name+0xoff/0xsize [mod]" from sprint_symbol(): the function's
+ * start is @addr - off. kallsyms has no exported name-to-address lookup;
+ * the caller gets the address from a kprobe registration.
+ */
+static bool ksw_parse_symbol(unsigned long addr, struct ksw_symbol *sym)
+{
+	char text[KSYM_SYMBOL_LEN];
+	unsigned long off, size;
+	const char *plus, *slash, *mod;
+	size_t name_len;
+
+	sprint_symbol(text, addr);
+	plus = strrchr(text, '+');
+	if (!plus)
+		return false;
+	slash = strchr(plus, '/');
+	if (!slash || sscanf(plus + 1, "%lx", &off) != 1 ||
+	    sscanf(slash + 1, "%lx", &size) != 1)
+		return false;
+	name_len = plus - text;
+	mod = strchr(slash, ' ');
+	memset(sym, 0, sizeof(*sym));
+	if (name_len >= sizeof(sym->name))
+		return false;
+	memcpy(sym->name, text, name_len);
+	if (mod)
+		strlcat(sym->name, mod, sizeof(sym->name));
+	sym->start = addr - off;
+	sym->size = size;
+	return true;
+}
+
+int ksw_lookup_function(const char *func, struct ksw_symbol *sym)
+{
+	struct kprobe kp = {
+		.symbol_name = func,
+		.flags = KPROBE_FLAG_DISABLED,
+	};
+	int ret;
+
+	/* A disabled kprobe resolves the name (module:name too) and writes no code. */
+	ret = register_kprobe(&kp);
+	if (ret)
+		return ret;
+	ret = ksw_parse_symbol((unsigned long)kp.addr, sym) ? 0 : -ENOENT;
+	unregister_kprobe(&kp);
+	return ret;
+}
+
+bool ksw_read_text(unsigned long addr, u8 *buf, size_t len)
+{
+	return !copy_from_kernel_nofault(buf, (void *)addr, len);
+}
+
+/* ----------------------------------------------------------- handlers */
+
+/*
+ * Whether the probed code runs in an NMI: an int3 probe's own entry counts
+ * as one NMI level, a probe on the ftrace site at the function entry adds
+ * none (a post handler keeps the probe from being jump-optimized).
+ */
+static bool ksw_probed_in_nmi(struct kprobe *kp)
+{
+	unsigned int levels = (preempt_count() & NMI_MASK) >> NMI_SHIFT;
+
+	return levels > (kprobe_ftrace(kp) ? 0 : 1);
+}
+NOKPROBE_SYMBOL(ksw_probed_in_nmi);
+
+/* int3-based probes run with interrupts off; optimized and ftrace ones may not. */
+static void ksw_arm_post(struct kprobe *kp, struct pt_regs *regs,
+			 unsigned long flags)
+{
+	struct ksw_probes *p = container_of(kp, struct ksw_probes, arm);
+	unsigned long irqflags;
+
+	local_irq_save(irqflags);
+	ksw_rs_on_arm_probe(p->owner, regs, ksw_probed_in_nmi(kp));
+	local_irq_restore(irqflags);
+}
+NOKPROBE_SYMBOL(ksw_arm_post);
+
+static int ksw_release_pre(struct kprobe *kp, struct pt_regs *regs)
+{
+	struct ksw_release_probe *r = container_of(kp, struct ksw_release_probe, kp);
+	unsigned long irqflags;
+
+	local_irq_save(irqflags);
+	ksw_rs_on_release_probe(r->set->owner, r->index, regs);
+	local_irq_restore(irqflags);
+	return 0;
+}
+NOKPROBE_SYMBOL(ksw_release_pre);
+
+static int ksw_fprobe_entry(struct fprobe *fp, unsigned long entry_ip,
+			    unsigned long ret_ip, struct pt_regs *regs,
+			    void *data)
+{
+	struct ksw_probes *p = container_of(fp, struct ksw_probes, fp);
+	unsigned long irqflags;
+	int ret;
+
+	local_irq_save(irqflags);
+	ret = ksw_rs_on_entry(p->owner, regs, data);
+	local_irq_restore(irqflags);
+	return ret;
+}
+NOKPROBE_SYMBOL(ksw_fprobe_entry);
+
+static void ksw_fprobe_exit(struct fprobe *fp, unsigned long entry_ip,
+			    unsigned long ret_ip, struct pt_regs *regs,
+			    void *data)
+{
+	struct ksw_probes *p = container_of(fp, struct ksw_probes, fp);
+	unsigned long irqflags;
+
+	local_irq_save(irqflags);
+	ksw_rs_on_exit(p->owner, regs, data);
+	local_irq_restore(irqflags);
+}
+NOKPROBE_SYMBOL(ksw_fprobe_exit);
+
+/* ------------------------------------------------------- registration */
+
+struct ksw_probes *ksw_probes_create(unsigned long start, u32 arm_off,
+				     const u32 *release_offs, u32 nr_release,
+				     const void *owner, int *err,
+				     long *failed_off)
+{
+	struct ksw_probes *p;
+	u32 i;
+	int ret;
+
+	*failed_off = -1;
+	p = kzalloc(struct_size(p, release, nr_release), GFP_KERNEL);
+	if (!p) {
+		*err = -ENOMEM;
+		return NULL;
+	}
+	p->owner = owner;
+	p->nr_release = nr_release;
+
+	/* By address: a name could resolve to another function of that name. */
+	p->fp.entry_handler = ksw_fprobe_entry;
+	p->fp.exit_handler = ksw_fprobe_exit;
+	p->fp.entry_data_size = KSW_CALL_DATA;
+	p->fp.nr_maxactive = max(rethook_nodes, 1);
+	p->fp.flags = FPROBE_FL_DISABLED;
+	ret = register_fprobe_ips(&p->fp, &start, 1);
+	if (ret)
+		goto fail;
+	p->fp_registered = true;
+
+	for (i = 0; i < nr_release; i++) {
+		struct ksw_release_probe *r = &p->release[i];
+
+		r->set = p;
+		r->index = i;
+		r->kp.addr = (kprobe_opcode_t *)(start + release_offs[i]);
+		r->kp.pre_handler = ksw_release_pre;
+		r->kp.flags = KPROBE_FLAG_DISABLED;
+		ret = register_kprobe(&r->kp);
+		if (ret) {
+			*failed_off = release_offs[i];
+			goto fail;
+		}
+		p->release_registered++;
+	}
+
+	p->arm.addr = (kprobe_opcode_t *)(start + arm_off);
+	p->arm.post_handler = ksw_arm_post;
+	p->arm.flags = KPROBE_FLAG_DISABLED;
+	ret = register_kprobe(&p->arm);
+	if (ret) {
+		*failed_off = arm_off;
+		goto fail;
+	}
+	p->arm_registered = true;
+	*err = 0;
+	return p;
+
+fail:
+	*err = ret;
+	ksw_probes_destroy(p);
+	return NULL;
+}
+
+void ksw_probes_enable(struct ksw_probes *p)
+{
+	u32 i;
+
+	enable_fprobe(&p->fp);
+	for (i = 0; i < p->release_registered; i++)
+		enable_kprobe(&p->release[i].kp);
+	enable_kprobe(&p->arm);
+}
+
+void ksw_probes_disable_arming(struct ksw_probes *p)
+{
+	disable_kprobe(&p->arm);
+}
+
+void ksw_probes_destroy(struct ksw_probes *p)
+{
+	u32 i;
+
+	if (!p)
+		return;
+	if (p->arm_registered)
+		unregister_kprobe(&p->arm);
+	for (i = 0; i < p->release_registered; i++)
+		unregister_kprobe(&p->release[i].kp);
+	if (p->fp_registered)
+		unregister_fprobe(&p->fp);
+	kfree(p);
+}
+
+void ksw_probes_missed(struct ksw_probes *p, u64 *arm, u64 *release,
+		       u64 *fprobe)
+{
+	u32 i;
+
+	*arm = READ_ONCE(p->arm.nmissed);
+	*release = 0;
+	for (i = 0; i < p->release_registered; i++)
+		*release += READ_ONCE(p->release[i].kp.nmissed);
+	*fprobe = READ_ONCE(p->fp.nmissed);
+}
+
+void ksw_synchronize(void)
+{
+	synchronize_rcu();
+}
+
+/* ----------------------------------------------------- the current task */
+
+unsigned long ksw_current_task(void)
+{
+	return (unsigned long)current;
+}
+NOKPROBE_SYMBOL(ksw_current_task);
+
+int ksw_current_pid(void)
+{
+	return task_pid_nr(current);
+}
+NOKPROBE_SYMBOL(ksw_current_pid);
+
+void ksw_current_comm(char comm[KSW_COMM_LEN])
+{
+	/* No task_lock: this runs in NMI-like context; a torn name is harmless. */
+	memcpy(comm, current->comm, KSW_COMM_LEN);
+	comm[KSW_COMM_LEN - 1] = '\0';
+}
+NOKPROBE_SYMBOL(ksw_current_comm);
+
+void ksw_current_stack(unsigned long *lo, unsigned long *hi)
+{
+	*lo = (unsigned long)task_stack_page(current);
+	*hi = *lo + THREAD_SIZE;
+}
+NOKPROBE_SYMBOL(ksw_current_stack);
+
+u64 ksw_current_canary(void)
+{
+#ifdef CONFIG_STACKPROTECTOR
+	return current->stack_canary;
+#else
+	return 0;
+#endif
+}
+NOKPROBE_SYMBOL(ksw_current_canary);
+
+u32 ksw_preempt_count(void)
+{
+	return preempt_count();
+}
+NOKPROBE_SYMBOL(ksw_preempt_count);
+
+/* One ORC step from @regs: the CFA of the frame executing regs->ip. */
+unsigned long ksw_unwind_cfa(struct pt_regs *regs)
+{
+	struct unwind_state state;
+
+	unwind_start(&state, current, regs, NULL);
+	if (unwind_error(&state) || !state.sp)
+		return 0;
+	return state.sp;
+}
+NOKPROBE_SYMBOL(ksw_unwind_cfa);
+
+bool ksw_read_nofault(unsigned long addr, u8 len, u64 *value)
+{
+	u64 v = 0;
+
+	if (len > sizeof(v) || copy_from_kernel_nofault(&v, (void *)addr, len))
+		return false;
+	*value = v;
+	return true;
+}
+NOKPROBE_SYMBOL(ksw_read_nofault);
+
+bool ksw_in_this_module(unsigned long ip)
+{
+	return within_module(ip, THIS_MODULE);
+}
+NOKPROBE_SYMBOL(ksw_in_this_module);
+
+u64 ksw_now_ns(void)
+{
+	return ktime_get_mono_fast_ns();
+}
+NOKPROBE_SYMBOL(ksw_now_ns);
+
+u32 ksw_thread_size(void)
+{
+	return THREAD_SIZE;
+}
