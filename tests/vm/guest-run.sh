@@ -25,6 +25,12 @@ while IFS= read -r module; do
 	loaded=("$(basename "$module" .ko)" "${loaded[@]}")
 done <"$run/modules"
 
+# Their symbols, for the host's report if the guest hangs (tests/vm/run).
+if [ ${#loaded[@]} -gt 0 ]; then
+	names=$(IFS='|'; echo "${loaded[*]//-/_}")
+	grep -E "[[:space:]]\[($names)\]\$" /proc/kallsyms >"$run/kallsyms.modules" 2>/dev/null
+fi
+
 # All of CMD's output on stdout: the host keeps stderr for the console.
 bash -c "$(cat "$run/cmd")" 2>&1
 status=$?
