@@ -7,7 +7,7 @@ SHELL := /bin/bash
 VM := tests/vm
 KSW_MODULES := --module kmod/kstackwatch/kstackwatch.ko --module kmod/kstackwatch_test/kstackwatch_test.ko
 
-.PHONY: help deps kernel kbuild-dir modules tools host-test fuzz vm-test check demo bench clean
+.PHONY: help deps kernel kbuild-dir modules tools host-test fuzz objcheck vm-test check demo bench clean
 
 help:
 	@echo "make deps        install toolchains (apt, bindgen, cargo-fuzz, virtme-ng); idempotent"
@@ -16,7 +16,8 @@ help:
 	@echo "make tools       build ksw, ksw-report and the perf/trace-cmd plugin (release)"
 	@echo "make kbuild-dir  print the kernel build dir (make -C <dir> M=... for other modules)"
 	@echo "make demo        boot the VM, catch the silent cross-thread corruption, print ksw report"
-	@echo "make check       every test: host cargo tests, a short fuzz run, the VM suite"
+	@echo "make check       every test: host cargo tests, a short fuzz run, objcheck, the VM suite"
+	@echo "make objcheck    the x86 decoder and stack-layout analysis against objdump and ORC over vmlinux and the modules"
 	@echo "make bench       the cost of watching, side by side (VM + host); builds a KASAN kernel too"
 
 deps:
@@ -48,10 +49,15 @@ host-test: deps
 fuzz: deps
 	tests/fuzz-smoke
 
+# The decoder and the layout analysis the module relies on, checked over
+# every function of the built kernel and modules (objdump, ORC).
+objcheck: modules
+	tests/objcheck/run
+
 vm-test: modules tools
 	tests/run-vm-tests
 
-check: host-test fuzz vm-test
+check: host-test fuzz objcheck vm-test
 
 demo: modules tools
 	$(VM)/run $(KSW_MODULES) -- bash trace-scripts/demo-silent.sh

@@ -20,7 +20,7 @@ use core::ffi::{c_int, c_void};
 
 use kernel::bindings::pt_regs;
 
-use crate::glue::{self, Regs, CALL_DATA};
+use crate::glue::{self, Regs};
 use crate::ksw_core::events::{flags, DisarmReason, DisarmRecord, ExitState};
 use crate::ksw_core::hit::{exit_state, withhold};
 use crate::ksw_core::layout::ReleaseKind;
@@ -28,8 +28,6 @@ use crate::ksw_core::stats::Counter;
 use crate::ksw_core::tasks::{CallLink, Enter};
 use crate::state::{self, COUNTERS, DISARM_LOCAL_NS, SLOTS, TASKS};
 use crate::watch::Watch;
-
-const _: () = assert!(core::mem::size_of::<CallLink>() <= CALL_DATA);
 
 /// How the value a frame died with is known.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -190,7 +188,8 @@ pub(crate) unsafe extern "C" fn ksw_rs_on_entry(
         }
     };
     // SAFETY: `data` holds CALL_DATA bytes for this call (contract), at
-    // least the size of a CallLink (asserted above); no alignment assumed.
+    // least the size of a CallLink (asserted in abi.rs); no alignment
+    // assumed.
     unsafe { core::ptr::write_unaligned(data.cast::<CallLink>(), link) };
     0
 }

@@ -13,13 +13,7 @@ use kernel::bindings::pt_regs;
 
 use crate::ksw_core::events::{ArmRecord, DisarmRecord, HitRecord, COMM_LEN};
 
-/// `KSW_SYM_LEN`.
-pub(crate) const SYM_LEN: usize = 128;
-/// `KSW_CALL_DATA`: per-call storage between the fprobe's entry and exit.
-// Only a compile-time assertion reads it (exits.rs), which dead-code
-// analysis does not count.
-#[allow(dead_code)]
-pub(crate) const CALL_DATA: usize = 16;
+pub(crate) use crate::ksw_core::abi::SYM_LEN;
 
 /// `struct ksw_symbol`.
 #[repr(C)]

@@ -16,7 +16,7 @@ use crate::ksw_core::events::{ArmRecord, DisarmRecord, HitRecord, COMM_LEN};
 #[path = "ffi.rs"]
 mod ffi;
 
-pub(crate) use ffi::{SeqFile, CALL_DATA};
+pub(crate) use ffi::SeqFile;
 
 /// The registers a probe or breakpoint handler was given, for the
 /// duration of that handler.

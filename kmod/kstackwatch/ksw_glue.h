@@ -25,11 +25,6 @@ struct pt_regs;
 struct seq_file;
 struct ksw_probes;
 
-/* Longest symbol name kept (KSYM_NAME_LEN is 512; names we watch are short). */
-#define KSW_SYM_LEN 128
-/* Per-call storage the fprobe keeps between entry and exit (Rust CallLink). */
-#define KSW_CALL_DATA 16
-
 /* A function, as kallsyms knows it. */
 struct ksw_symbol {
 	unsigned long start;	/* first byte of the function */

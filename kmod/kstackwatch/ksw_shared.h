@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
- * Generated from kmod/core/src (events.rs, slots.rs, config.rs): do not edit.
+ * Generated from kmod/core/src (abi.rs, config.rs, events.rs, slots.rs): do not edit.
  * Regenerate with:
  *   cargo run -q -p ksw-core --example c-header > kmod/kstackwatch/ksw_shared.h
  * (cargo test fails while this file is stale).
@@ -16,6 +16,8 @@
 #define KSW_MAX_SPECS 8
 #define KSW_MAX_FUNC_NAME 127
 #define KSW_COMM_LEN 16
+#define KSW_SYM_LEN 128
+#define KSW_CALL_DATA 16
 
 #define KSW_ARM_CANARY 1
 #define KSW_HIT_BY_VICTIM 1

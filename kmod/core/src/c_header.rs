@@ -9,6 +9,7 @@
 
 use core::fmt::{self, Write};
 
+use super::abi::{CALL_DATA, SYM_LEN};
 use super::config::{MAX_FUNC_NAME, MAX_SPECS};
 use super::events::{
     flags, ArmRecord, DisarmReason, DisarmRecord, ExitState, FieldDesc, FieldKind, HitRecord,
@@ -113,7 +114,7 @@ pub fn write(out: &mut impl Write) -> fmt::Result {
     writeln!(out, "/*")?;
     writeln!(
         out,
-        " * Generated from kmod/core/src (events.rs, slots.rs, config.rs): do not edit."
+        " * Generated from kmod/core/src (abi.rs, config.rs, events.rs, slots.rs): do not edit."
     )?;
     writeln!(out, " * Regenerate with:")?;
     writeln!(out, " *   {REGENERATE}")?;
@@ -130,6 +131,8 @@ pub fn write(out: &mut impl Write) -> fmt::Result {
     writeln!(out, "#define KSW_MAX_SPECS {MAX_SPECS}")?;
     writeln!(out, "#define KSW_MAX_FUNC_NAME {MAX_FUNC_NAME}")?;
     writeln!(out, "#define KSW_COMM_LEN {COMM_LEN}")?;
+    writeln!(out, "#define KSW_SYM_LEN {SYM_LEN}")?;
+    writeln!(out, "#define KSW_CALL_DATA {CALL_DATA}")?;
     writeln!(out)?;
     writeln!(out, "#define KSW_ARM_CANARY {}", flags::ARM_CANARY)?;
     writeln!(out, "#define KSW_HIT_BY_VICTIM {}", flags::HIT_BY_VICTIM)?;

@@ -2,6 +2,8 @@
 // The ksw-core modules the kernel module compiles in (by `include!`, in
 // lib.rs and in kmod/kstackwatch/ksw_main.rs): the one list of them.
 
+/// Sizes the C and Rust halves agree on.
+pub mod abi;
 /// The `/proc/kstackwatch` configuration language.
 pub mod config;
 /// The trace events' records, enums and field table.
