@@ -9,13 +9,16 @@ use core::ffi::c_void;
 
 use kernel::bindings::pt_regs;
 
+use core::sync::atomic::Ordering;
+
 use crate::glue::{self, Regs};
 use crate::ksw_core::events::{flags, ArmRecord};
 use crate::ksw_core::frame::{self, Frame, PlaceError, ProbeDecision, StackReader, Target};
 use crate::ksw_core::hit::withhold;
+use crate::ksw_core::sample;
 use crate::ksw_core::slots::{Armed, ClaimError};
 use crate::ksw_core::stats::Counter;
-use crate::state::{self, ARM_LOCAL_NS, COUNTERS, SLOTS, TASKS};
+use crate::state::{self, ARM_LOCAL_NS, COUNTERS, SLOTS, SPEC_RATE, TASKS};
 use crate::watch::Watch;
 
 /// The current task's stack, read directly: the canary check reads one
@@ -49,6 +52,11 @@ pub(crate) unsafe extern "C" fn ksw_rs_on_arm_probe(
 ) {
     // SAFETY: the function's contract.
     let watch = unsafe { &*owner.cast::<Watch>() };
+    // A configuration being switched to, or from: not armed.
+    if watch.generation != state::active_generation() {
+        return;
+    }
+    watch.stats.calls.fetch_add(1, Ordering::Relaxed);
     // SAFETY: the function's contract.
     let Some(regs) = (unsafe { Regs::from_raw(regs) }) else {
         return;
@@ -61,17 +69,36 @@ pub(crate) unsafe extern "C" fn ksw_rs_on_arm_probe(
     let task = glue::current_task();
     let decision = frame::decide(
         watch.spec.depth,
-        TASKS.active(task, watch.index),
-        |f| SLOTS.find(watch.index, task, f).is_some(),
+        TASKS.active(task, watch.id),
+        |f| SLOTS.find(watch.id, task, f).is_some(),
         || frame_of(watch, &regs),
     );
     match decision {
-        ProbeDecision::Arm { depth, frame } => arm(watch, &regs, task, frame, depth),
+        ProbeDecision::Arm { depth, frame } => {
+            if sampled(watch) {
+                arm(watch, &regs, task, frame, depth);
+            } else {
+                COUNTERS.inc(Counter::NotSampled);
+            }
+        }
         ProbeDecision::OtherDepth => COUNTERS.inc(Counter::OtherDepth),
         ProbeDecision::AlreadyArmed => {}
         ProbeDecision::ExitUnobservable => COUNTERS.inc(Counter::ExitUnobservable),
         ProbeDecision::BadFrame => COUNTERS.inc(Counter::BadFrame),
     }
+}
+
+/// Whether this eligible call is one the spec's sampling picks (every
+/// call unless `sample` or `rate` is set).
+fn sampled(watch: &Watch) -> bool {
+    let spec = &watch.spec;
+    if spec.sample > 1 && !glue::with_cpu_random(|state| sample::sampled(state, spec.sample)) {
+        return false;
+    }
+    spec.rate == 0
+        || SPEC_RATE
+            .get(usize::from(watch.index))
+            .is_some_and(|r| r.allow(glue::now_ns(), spec.rate))
 }
 
 /// The probed call's return-address slot (`CFA - 8`), from the register
@@ -113,7 +140,7 @@ fn arm(watch: &Watch, regs: &Regs<'_>, task: usize, frame_addr: usize, depth: u3
         Ok(slot) => slot,
         Err(err) => {
             // A probe inside a loop hits once per iteration: count frames.
-            if TASKS.note_dropped(task, watch.index, frame_addr) {
+            if TASKS.note_dropped(task, watch.id, frame_addr) {
                 COUNTERS.inc(match err {
                     ClaimError::NoFreeSlot => Counter::DroppedNoSlot,
                     ClaimError::SpecCap => Counter::DroppedMaxWatch,
@@ -124,10 +151,12 @@ fn arm(watch: &Watch, regs: &Regs<'_>, task: usize, frame_addr: usize, depth: u3
     };
     let canary = matches!(watch.target, Target::Canary(_));
     let value = glue::read_nofault(range.addr, range.len).unwrap_or(0);
-    let probe_ip = watch.function.start + watch.arm_off as usize;
+    let probe_ip = watch.probe_ip();
     let armed = Armed {
         id: 0,
         spec: watch.index,
+        func: watch.id,
+        owner: watch as *const Watch as usize,
         task,
         frame: frame_addr,
         addr: range.addr,
@@ -158,6 +187,7 @@ fn arm(watch: &Watch, regs: &Regs<'_>, task: usize, frame_addr: usize, depth: u3
         flags: if canary { flags::ARM_CANARY } else { 0 },
     });
     COUNTERS.inc(Counter::Arms);
+    watch.stats.armed.fetch_add(1, Ordering::Relaxed);
     ARM_LOCAL_NS.record(glue::now_ns().saturating_sub(t0));
     state::kick_remote();
 }

@@ -27,7 +27,7 @@ use crate::ksw_core::layout::ReleaseKind;
 use crate::ksw_core::stats::Counter;
 use crate::ksw_core::tasks::{CallLink, Enter};
 use crate::state::{self, COUNTERS, DISARM_LOCAL_NS, SLOTS, TASKS};
-use crate::watch::Watch;
+use crate::watch::{FuncIndex, Watch};
 
 /// How the value a frame died with is known.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -122,7 +122,7 @@ pub(crate) unsafe extern "C" fn ksw_rs_on_release_probe(
         return;
     };
     let frame = (cfa as usize).wrapping_sub(8);
-    let Some(slot) = SLOTS.find(watch.index, glue::current_task(), frame) else {
+    let Some(slot) = SLOTS.find(watch.id, glue::current_task(), frame) else {
         return;
     };
     let Some(armed) = SLOTS.armed(slot) else {
@@ -154,17 +154,22 @@ pub(crate) unsafe extern "C" fn ksw_rs_on_release_probe(
 ///
 /// # Safety
 ///
-/// - `owner` as for [`ksw_rs_on_release_probe`].
+/// - `owner` is the spec's [`FuncIndex`] the fprobe was created with,
+///   valid until the fprobe is unregistered (which waits for this handler).
 /// - `regs` is the entry's live register set; `data` points at
 ///   `CALL_DATA` bytes private to this call, handed to the exit hook.
 #[no_mangle]
 pub(crate) unsafe extern "C" fn ksw_rs_on_entry(
     owner: *const c_void,
+    entry_ip: usize,
     regs: *mut pt_regs,
     data: *mut c_void,
 ) -> c_int {
     // SAFETY: the function's contract.
-    let watch = unsafe { &*owner.cast::<Watch>() };
+    let funcs = unsafe { &*owner.cast::<FuncIndex>() };
+    let Some(watch) = funcs.lookup(entry_ip) else {
+        return 1;
+    };
     // SAFETY: the function's contract.
     let Some(regs) = (unsafe { Regs::from_raw(regs) }) else {
         return 1;
@@ -176,7 +181,7 @@ pub(crate) unsafe extern "C" fn ksw_rs_on_entry(
     }
     // At the entry sp points at the return address: that is the frame.
     let frame = regs.sp() as usize;
-    let link = match TASKS.enter(glue::current_task(), watch.index, frame) {
+    let link = match TASKS.enter(glue::current_task(), watch.id, frame) {
         Enter::Tracked(link) => link,
         Enter::Resynced(link) => {
             COUNTERS.inc(Counter::DepthResync);
@@ -203,11 +208,15 @@ pub(crate) unsafe extern "C" fn ksw_rs_on_entry(
 #[no_mangle]
 pub(crate) unsafe extern "C" fn ksw_rs_on_exit(
     owner: *const c_void,
+    entry_ip: usize,
     regs: *mut pt_regs,
     data: *mut c_void,
 ) {
     // SAFETY: the function's contract.
-    let watch = unsafe { &*owner.cast::<Watch>() };
+    let funcs = unsafe { &*owner.cast::<FuncIndex>() };
+    let Some(watch) = funcs.lookup(entry_ip) else {
+        return;
+    };
     // SAFETY: the function's contract.
     let Some(regs) = (unsafe { Regs::from_raw(regs) }) else {
         return;
@@ -218,11 +227,11 @@ pub(crate) unsafe extern "C" fn ksw_rs_on_exit(
     // After the return sp is one word above the return-address slot.
     let frame = (regs.sp() as usize).wrapping_sub(8);
     if SLOTS.spec_has_armed(watch.index) {
-        if let Some(slot) = SLOTS.find(watch.index, task, frame) {
+        if let Some(slot) = SLOTS.find(watch.id, task, frame) {
             disarm(slot, DisarmReason::Backstop, ExitRead::Lost);
         }
     }
-    TASKS.exit(task, watch.index, link);
+    TASKS.exit(task, watch.id, link);
 }
 
 /// A task is exiting: frames it never returned from die with it. Runs in

@@ -23,9 +23,15 @@ pub(crate) struct Symbol {
     pub(crate) name: [u8; SYM_LEN],
 }
 
-/// `struct ksw_probes`, only ever passed back to C.
+/// `struct ksw_fprobe`, only ever passed back to C.
 #[repr(C)]
-pub(crate) struct RawProbes {
+pub(crate) struct RawFprobe {
+    _opaque: [u8; 0],
+}
+
+/// `struct ksw_kprobes`, only ever passed back to C.
+#[repr(C)]
+pub(crate) struct RawKprobes {
     _opaque: [u8; 0],
 }
 
@@ -41,28 +47,37 @@ unsafe extern "C" {
     /// `buf` is writable for `len` bytes; any `addr` (read without faulting).
     pub(crate) fn ksw_read_text(addr: usize, buf: *mut u8, len: usize) -> bool;
 
+    /// Process context. `starts` holds `n` addresses; `owner` must stay
+    /// valid until `ksw_fprobe_destroy` returns.
+    pub(crate) fn ksw_fprobe_create(
+        starts: *const usize,
+        n: u32,
+        owner: *const c_void,
+        err: *mut c_int,
+    ) -> *mut RawFprobe;
+    /// `p` is live (from `ksw_fprobe_create`, not destroyed).
+    pub(crate) fn ksw_fprobe_enable(p: *mut RawFprobe);
+    /// `p` is live; destroyed exactly once; waits for its handlers.
+    pub(crate) fn ksw_fprobe_destroy(p: *mut RawFprobe);
+    pub(crate) fn ksw_fprobe_missed(p: *mut RawFprobe) -> u64;
     /// Process context. `release_offs` holds `nr_release` offsets; `owner`
-    /// must stay valid until `ksw_probes_destroy` returns.
-    pub(crate) fn ksw_probes_create(
+    /// must stay valid until the kprobes are destroyed.
+    pub(crate) fn ksw_kprobes_create(
         start: usize,
         arm_off: u32,
+        arm_pre: bool,
         release_offs: *const u32,
         nr_release: u32,
         owner: *const c_void,
         err: *mut c_int,
         failed_off: *mut isize,
-    ) -> *mut RawProbes;
-    /// `p` is live (from `ksw_probes_create`, not destroyed). Process context.
-    pub(crate) fn ksw_probes_enable(p: *mut RawProbes);
-    pub(crate) fn ksw_probes_disable_arming(p: *mut RawProbes);
-    /// `p` is live; destroyed exactly once; waits for its handlers.
-    pub(crate) fn ksw_probes_destroy(p: *mut RawProbes);
-    pub(crate) fn ksw_probes_missed(
-        p: *mut RawProbes,
-        arm: *mut u64,
-        release: *mut u64,
-        fprobe: *mut u64,
-    );
+    ) -> *mut RawKprobes;
+    /// Process context. `sets` holds `n` live pointers (or nulls), each
+    /// destroyed exactly once; waits for their handlers.
+    pub(crate) fn ksw_kprobes_destroy_many(sets: *mut *mut RawKprobes, n: u32);
+    /// `p` is live.
+    pub(crate) fn ksw_kprobes_missed(p: *mut RawKprobes, arm: *mut u64, release: *mut u64);
+    pub(crate) fn ksw_kprobes_optimized(p: *mut RawKprobes) -> bool;
     /// Sleeps: process context.
     pub(crate) fn ksw_synchronize();
 
@@ -80,6 +95,9 @@ unsafe extern "C" {
     pub(crate) safe fn ksw_in_this_module(ip: usize) -> bool;
     pub(crate) safe fn ksw_now_ns() -> u64;
     pub(crate) safe fn ksw_thread_size() -> u32;
+    /// This CPU's sampling state; the caller runs with interrupts off and
+    /// uses the pointer only until it enables them again.
+    pub(crate) fn ksw_this_cpu_random() -> *mut u64;
 
     /// Process context, configuration lock held, nothing armed.
     pub(crate) fn ksw_slots_claim(want: u32) -> c_int;

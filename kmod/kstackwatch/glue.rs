@@ -121,16 +121,6 @@ pub(crate) fn read_text(addr: usize, buf: &mut [u8]) -> bool {
     unsafe { ffi::ksw_read_text(addr, buf.as_mut_ptr(), buf.len()) }
 }
 
-/// One watched function's probes (fprobe, release kprobes, arming kprobe);
-/// unregistered on drop.
-pub(crate) struct Probes(NonNull<ffi::RawProbes>);
-
-// SAFETY: the C object is only used through the ksw_probes_* functions,
-// which may be called from any task.
-unsafe impl Send for Probes {}
-// SAFETY: as above; the methods taking &self only read counters.
-unsafe impl Sync for Probes {}
-
 /// A failed probe registration.
 pub(crate) struct ProbeError {
     pub(crate) errno: c_int,
@@ -138,28 +128,94 @@ pub(crate) struct ProbeError {
     pub(crate) offset: Option<u32>,
 }
 
-impl Probes {
-    /// Registers the probes of the function at `start`, disabled.
+/// A spec's fprobe over its functions; unregistered on drop.
+pub(crate) struct Fprobe(NonNull<ffi::RawFprobe>);
+
+// SAFETY: the C object is only used through the ksw_fprobe_* functions,
+// which may be called from any task.
+unsafe impl Send for Fprobe {}
+// SAFETY: as above; `&self` methods only flip a flag or read a counter.
+unsafe impl Sync for Fprobe {}
+
+impl Fprobe {
+    /// Registers the fprobe (disabled) over the functions at `starts`.
+    ///
+    /// # Safety
+    ///
+    /// `owner` is handed to the entry and return hooks and must stay valid
+    /// (and not be mutated) until the returned `Fprobe` is dropped.
+    pub(crate) unsafe fn create(
+        starts: &[usize],
+        owner: *const c_void,
+    ) -> Result<Fprobe, ProbeError> {
+        let mut err: c_int = 0;
+        // SAFETY: the slice gives pointer and length; `err` is a local;
+        // `owner` outlives the fprobe (this function's contract); process
+        // context.
+        let raw = unsafe {
+            ffi::ksw_fprobe_create(starts.as_ptr(), starts.len() as u32, owner, &mut err)
+        };
+        NonNull::new(raw).map(Fprobe).ok_or(ProbeError {
+            errno: err,
+            offset: None,
+        })
+    }
+
+    pub(crate) fn enable(&self) {
+        // SAFETY: self.0 is live (destroyed only in drop).
+        unsafe { ffi::ksw_fprobe_enable(self.0.as_ptr()) }
+    }
+
+    /// Calls fprobe could not hook (return-hook pool empty, recursion).
+    pub(crate) fn missed(&self) -> u64 {
+        // SAFETY: as in enable().
+        unsafe { ffi::ksw_fprobe_missed(self.0.as_ptr()) }
+    }
+}
+
+impl Drop for Fprobe {
+    fn drop(&mut self) {
+        // SAFETY: self.0 is live and dropped exactly once; unregistering
+        // waits for running handlers.
+        unsafe { ffi::ksw_fprobe_destroy(self.0.as_ptr()) }
+    }
+}
+
+/// One watched function's kprobes (release points and the arming probe);
+/// unregistered on drop, or, much faster for a sweep's thousands, in one
+/// batch by [`destroy_kprobes`] (which waits for handlers once).
+pub(crate) struct Kprobes(NonNull<ffi::RawKprobes>);
+
+// SAFETY: as for Fprobe.
+unsafe impl Send for Kprobes {}
+// SAFETY: `&self` methods only read counters and flags.
+unsafe impl Sync for Kprobes {}
+
+impl Kprobes {
+    /// Registers the kprobes of the function at `start`, live (arming is
+    /// gated by the generation in `state.rs`).
     ///
     /// # Safety
     ///
     /// `owner` is handed to every handler and must stay valid (and not be
-    /// mutated) until the returned `Probes` is dropped.
+    /// mutated) until the kprobes are passed to [`destroy_kprobes`].
     pub(crate) unsafe fn create(
         start: usize,
         arm_off: u32,
+        arm_pre: bool,
         release_offs: &[u32],
         owner: *const c_void,
-    ) -> Result<Probes, ProbeError> {
+    ) -> Result<Kprobes, ProbeError> {
         let mut err: c_int = 0;
         let mut failed: isize = -1;
         // SAFETY: the slice gives pointer and length; out-pointers are
-        // locals; `owner` outlives the probes (this function's contract);
+        // locals; `owner` outlives the kprobes (this function's contract);
         // process context.
         let raw = unsafe {
-            ffi::ksw_probes_create(
+            ffi::ksw_kprobes_create(
                 start,
                 arm_off,
+                arm_pre,
                 release_offs.as_ptr(),
                 release_offs.len() as u32,
                 owner,
@@ -167,37 +223,51 @@ impl Probes {
                 &mut failed,
             )
         };
-        NonNull::new(raw).map(Probes).ok_or(ProbeError {
+        NonNull::new(raw).map(Kprobes).ok_or(ProbeError {
             errno: err,
             offset: u32::try_from(failed).ok(),
         })
     }
 
-    pub(crate) fn enable(&self) {
-        // SAFETY: self.0 is live (destroyed only in drop).
-        unsafe { ffi::ksw_probes_enable(self.0.as_ptr()) }
+    /// Misses the kernel counted: (arming probe, release probes).
+    pub(crate) fn missed(&self) -> (u64, u64) {
+        let (mut arm, mut release) = (0, 0);
+        // SAFETY: self.0 is live until destroy_kprobes; out-pointers are locals.
+        unsafe { ffi::ksw_kprobes_missed(self.0.as_ptr(), &mut arm, &mut release) };
+        (arm, release)
     }
 
-    pub(crate) fn disable_arming(&self) {
-        // SAFETY: as in enable().
-        unsafe { ffi::ksw_probes_disable_arming(self.0.as_ptr()) }
-    }
-
-    /// Misses the kernel counted: (arming kprobe, release kprobes, fprobe).
-    pub(crate) fn missed(&self) -> (u64, u64, u64) {
-        let (mut arm, mut release, mut fprobe) = (0, 0, 0);
-        // SAFETY: as in enable(); the out-pointers are locals.
-        unsafe { ffi::ksw_probes_missed(self.0.as_ptr(), &mut arm, &mut release, &mut fprobe) };
-        (arm, release, fprobe)
+    /// The kernel jump-optimized the arming probe.
+    pub(crate) fn optimized(&self) -> bool {
+        // SAFETY: as in missed().
+        unsafe { ffi::ksw_kprobes_optimized(self.0.as_ptr()) }
     }
 }
 
-impl Drop for Probes {
+impl Drop for Kprobes {
     fn drop(&mut self) {
-        // SAFETY: self.0 is live and dropped exactly once; unregistering
-        // waits for running handlers.
-        unsafe { ffi::ksw_probes_destroy(self.0.as_ptr()) }
+        let mut one = self.0.as_ptr();
+        // SAFETY: self.0 is live and destroyed exactly once, here;
+        // unregistering waits for running handlers.
+        unsafe { ffi::ksw_kprobes_destroy_many(&mut one, 1) };
     }
+}
+
+/// Unregisters and frees many functions' kprobes at once.
+pub(crate) fn destroy_kprobes(sets: KVec<Kprobes>) {
+    let Ok(mut raw) = KVec::<*mut ffi::RawKprobes>::with_capacity(sets.len(), GFP_KERNEL) else {
+        // No memory for the batch: each drops (and unregisters) alone.
+        return;
+    };
+    for k in sets {
+        // Within the capacity reserved above: cannot fail.
+        let _ = raw.push(k.0.as_ptr(), GFP_KERNEL);
+        // Destroyed below, in the batch, not by its Drop.
+        core::mem::forget(k);
+    }
+    // SAFETY: every pointer is live (from a Kprobes given up above) and
+    // destroyed exactly once; process context.
+    unsafe { ffi::ksw_kprobes_destroy_many(raw.as_mut_ptr(), raw.len() as u32) };
 }
 
 /// A `KBox` shared with C as a raw pointer: never mutated, freed on drop.
@@ -292,6 +362,16 @@ pub(crate) fn now_ns() -> u64 {
 
 pub(crate) fn thread_size() -> u32 {
     ffi::ksw_thread_size()
+}
+
+/// Runs `f` on this CPU's sampling state. Handlers only: they run with
+/// interrupts off, so nothing else on this CPU touches the state meanwhile.
+pub(crate) fn with_cpu_random<R>(f: impl FnOnce(&mut u64) -> R) -> R {
+    // SAFETY: C returns this CPU's per-CPU word; interrupts are off in
+    // every handler calling this, so the CPU cannot change and no other
+    // context on it uses the word until we return.
+    let state = unsafe { &mut *ffi::ksw_this_cpu_random() };
+    f(state)
 }
 
 /// Claims `want` hardware slots on every CPU: how many were claimed.

@@ -3,6 +3,8 @@
 //! writer's context (#DB, NMI-like), so the event's call chain is the
 //! writer's. What is reported is decided in `ksw_core::hit`.
 
+use core::sync::atomic::Ordering;
+
 use kernel::bindings::pt_regs;
 
 use crate::glue::{self, Regs};
@@ -10,6 +12,7 @@ use crate::ksw_core::events::HitRecord;
 use crate::ksw_core::hit::{self, HitClass, Writer};
 use crate::ksw_core::stats::Counter;
 use crate::state::{COUNTERS, SLOTS};
+use crate::watch::Watch;
 
 /// The perf overflow handler of slot `slot`'s breakpoint on this CPU.
 ///
@@ -46,6 +49,12 @@ pub(crate) unsafe extern "C" fn ksw_rs_on_hit(
         return COUNTERS.inc(Counter::StaleHits);
     };
     COUNTERS.inc(Counter::Hits);
+    // SAFETY: `owner` is the watch that armed this slot; a watch is freed
+    // only after teardown has retired all its slots and waited, through an
+    // IPI to every CPU, for handlers like this one (interrupts off) that
+    // may have read the slot before.
+    let watch = unsafe { &*(a.owner as *const Watch) };
+    watch.stats.hits.fetch_add(1, Ordering::Relaxed);
     let canary = a.canary.then_some(a.arm_value);
     let (old_shown, old_withheld) = hit::withhold(old_value, canary);
     let (new_shown, new_withheld) = hit::withhold(new_value, canary);

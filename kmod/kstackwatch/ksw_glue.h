@@ -23,7 +23,8 @@
 
 struct pt_regs;
 struct seq_file;
-struct ksw_probes;
+struct ksw_fprobe;
+struct ksw_kprobes;
 
 /* A function, as kallsyms knows it. */
 struct ksw_symbol {
@@ -40,25 +41,33 @@ int ksw_lookup_function(const char *func, struct ksw_symbol *sym);
 bool ksw_read_text(unsigned long addr, u8 *buf, size_t len);
 
 /*
- * Register, disabled, the probes of one watched function at @start: the
- * fprobe (entry and exit hooks), a kprobe post handler at @start+@arm_off
- * and kprobe pre handlers at @start+@release_offs[i]. @owner is handed back
- * to every handler. On failure *@failed_off tells which offset the kernel
- * refused (-1: the fprobe).
+ * The fprobe of a spec, over the functions starting at @starts (entry and
+ * return hooks, @owner handed back with the entry ip). Registered
+ * disabled; enabled at the switch.
  */
-struct ksw_probes *ksw_probes_create(unsigned long start, u32 arm_off,
-				     const u32 *release_offs, u32 nr_release,
-				     const void *owner, int *err,
-				     long *failed_off);
-/* Exit hooks first, so every call that can arm has its way out probed. */
-void ksw_probes_enable(struct ksw_probes *p);
-/* Stop arming (the other hooks keep disarming). */
-void ksw_probes_disable_arming(struct ksw_probes *p);
-/* Unregister everything; waits for running handlers. */
-void ksw_probes_destroy(struct ksw_probes *p);
-/* Misses the kernel counted: arming kprobe, release kprobes, fprobe. */
-void ksw_probes_missed(struct ksw_probes *p, u64 *arm, u64 *release,
-		       u64 *fprobe);
+struct ksw_fprobe *ksw_fprobe_create(const unsigned long *starts, u32 n,
+				     const void *owner, int *err);
+void ksw_fprobe_enable(struct ksw_fprobe *p);
+/* Unregisters (waits for running handlers) and frees. */
+void ksw_fprobe_destroy(struct ksw_fprobe *p);
+u64 ksw_fprobe_missed(struct ksw_fprobe *p);
+
+/*
+ * The kprobes of one watched function at @start, registered live (Rust
+ * gates arming): pre handlers at @start+@release_offs[i] (registered
+ * first), and the arming probe at @start+@arm_off, a pre handler if
+ * @arm_pre else a post handler. @owner is handed to every handler. On
+ * failure *@failed_off is the offset the kernel refused.
+ */
+struct ksw_kprobes *ksw_kprobes_create(unsigned long start, u32 arm_off,
+				       bool arm_pre, const u32 *release_offs,
+				       u32 nr_release, const void *owner,
+				       int *err, long *failed_off);
+/* Unregisters them all in one batch (waits once for running handlers). */
+void ksw_kprobes_destroy_many(struct ksw_kprobes **sets, u32 n);
+void ksw_kprobes_missed(struct ksw_kprobes *p, u64 *arm, u64 *release);
+/* Whether the kernel jump-optimized the arming probe (no int3 per call). */
+bool ksw_kprobes_optimized(struct ksw_kprobes *p);
 void ksw_synchronize(void);
 
 unsigned long ksw_current_task(void);
@@ -73,6 +82,8 @@ bool ksw_read_nofault(unsigned long addr, u8 len, u64 *value);
 bool ksw_in_this_module(unsigned long ip);
 u64 ksw_now_ns(void);
 u32 ksw_thread_size(void);
+/* This CPU's sampling generator state (handlers: interrupts off). */
+u64 *ksw_this_cpu_random(void);
 
 /* ---- ksw_slots.c: hardware breakpoints -------------------------------- */
 
@@ -98,6 +109,7 @@ int ksw_slot_cpu_state(unsigned int cpu, unsigned int slot,
 		       unsigned long *addr);
 
 /* C only: module init and exit (ksw_procfs.c). */
+void ksw_random_init(void);
 void ksw_slots_init(void);
 void ksw_slots_quiesce(void);
 
@@ -124,8 +136,10 @@ void ksw_seq_write(struct seq_file *m, const u8 *buf, size_t len);
 void ksw_rs_on_arm_probe(const void *owner, struct pt_regs *regs, bool in_nmi);
 void ksw_rs_on_release_probe(const void *owner, u32 index,
 			     struct pt_regs *regs);
-int ksw_rs_on_entry(const void *owner, struct pt_regs *regs, void *data);
-void ksw_rs_on_exit(const void *owner, struct pt_regs *regs, void *data);
+int ksw_rs_on_entry(const void *owner, unsigned long entry_ip,
+		    struct pt_regs *regs, void *data);
+void ksw_rs_on_exit(const void *owner, unsigned long entry_ip,
+		    struct pt_regs *regs, void *data);
 void ksw_rs_on_hit(unsigned int slot, struct pt_regs *regs,
 		   unsigned long programmed_addr);
 void ksw_rs_sync_cpu(bool remote);

@@ -12,6 +12,7 @@
 #include <linux/kprobes.h>
 #include <linux/module.h>
 #include <linux/preempt.h>
+#include <linux/random.h>
 #include <linux/rcupdate.h>
 #include <linux/sched.h>
 #include <linux/sched/task_stack.h>
@@ -35,19 +36,25 @@ MODULE_PARM_DESC(rethook_nodes, "return hooks per watched function (default 512)
 /* A kprobe on an instruction that releases a watched slot. */
 struct ksw_release_probe {
 	struct kprobe kp;
-	struct ksw_probes *set;
+	struct ksw_kprobes *set;
 	u32 index;
 };
 
-struct ksw_probes {
-	struct fprobe fp;
+/* One watched function's kprobes: arming, and one per release point. */
+struct ksw_kprobes {
 	struct kprobe arm;
 	const void *owner;
 	u32 nr_release;
-	bool fp_registered;
-	bool arm_registered;
 	u32 release_registered;
+	bool arm_registered;
 	struct ksw_release_probe release[];
+};
+
+/* The fprobe of a spec, over all its functions. */
+struct ksw_fprobe {
+	struct fprobe fp;
+	const void *owner;
+	bool registered;
 };
 
 /* ------------------------------------------------------------ lookups */
@@ -111,29 +118,46 @@ bool ksw_read_text(unsigned long addr, u8 *buf, size_t len)
 
 /*
  * Whether the probed code runs in an NMI: an int3 probe's own entry counts
- * as one NMI level, a probe on the ftrace site at the function entry adds
- * none (a post handler keeps the probe from being jump-optimized).
+ * as one NMI level; a probe on the ftrace site at the function entry, or a
+ * jump-optimized one, adds none.
  */
 static bool ksw_probed_in_nmi(struct kprobe *kp)
 {
 	unsigned int levels = (preempt_count() & NMI_MASK) >> NMI_SHIFT;
 
-	return levels > (kprobe_ftrace(kp) ? 0 : 1);
+	return levels > (kprobe_ftrace(kp) || kprobe_optimized(kp) ? 0 : 1);
 }
 NOKPROBE_SYMBOL(ksw_probed_in_nmi);
 
-/* int3-based probes run with interrupts off; optimized and ftrace ones may not. */
-static void ksw_arm_post(struct kprobe *kp, struct pt_regs *regs,
-			 unsigned long flags)
+/*
+ * The arming probe: a post handler on the probe point, or a pre handler on
+ * the next instruction (same registers, and optimizable). int3-based
+ * probes run with interrupts off; optimized and ftrace ones may not.
+ */
+static void ksw_arm(struct kprobe *kp, struct pt_regs *regs)
 {
-	struct ksw_probes *p = container_of(kp, struct ksw_probes, arm);
+	struct ksw_kprobes *p = container_of(kp, struct ksw_kprobes, arm);
 	unsigned long irqflags;
 
 	local_irq_save(irqflags);
 	ksw_rs_on_arm_probe(p->owner, regs, ksw_probed_in_nmi(kp));
 	local_irq_restore(irqflags);
 }
+NOKPROBE_SYMBOL(ksw_arm);
+
+static void ksw_arm_post(struct kprobe *kp, struct pt_regs *regs,
+			 unsigned long flags)
+{
+	ksw_arm(kp, regs);
+}
 NOKPROBE_SYMBOL(ksw_arm_post);
+
+static int ksw_arm_pre(struct kprobe *kp, struct pt_regs *regs)
+{
+	ksw_arm(kp, regs);
+	return 0;
+}
+NOKPROBE_SYMBOL(ksw_arm_pre);
 
 static int ksw_release_pre(struct kprobe *kp, struct pt_regs *regs)
 {
@@ -151,12 +175,12 @@ static int ksw_fprobe_entry(struct fprobe *fp, unsigned long entry_ip,
 			    unsigned long ret_ip, struct pt_regs *regs,
 			    void *data)
 {
-	struct ksw_probes *p = container_of(fp, struct ksw_probes, fp);
+	struct ksw_fprobe *p = container_of(fp, struct ksw_fprobe, fp);
 	unsigned long irqflags;
 	int ret;
 
 	local_irq_save(irqflags);
-	ret = ksw_rs_on_entry(p->owner, regs, data);
+	ret = ksw_rs_on_entry(p->owner, entry_ip, regs, data);
 	local_irq_restore(irqflags);
 	return ret;
 }
@@ -166,23 +190,69 @@ static void ksw_fprobe_exit(struct fprobe *fp, unsigned long entry_ip,
 			    unsigned long ret_ip, struct pt_regs *regs,
 			    void *data)
 {
-	struct ksw_probes *p = container_of(fp, struct ksw_probes, fp);
+	struct ksw_fprobe *p = container_of(fp, struct ksw_fprobe, fp);
 	unsigned long irqflags;
 
 	local_irq_save(irqflags);
-	ksw_rs_on_exit(p->owner, regs, data);
+	ksw_rs_on_exit(p->owner, entry_ip, regs, data);
 	local_irq_restore(irqflags);
 }
 NOKPROBE_SYMBOL(ksw_fprobe_exit);
 
 /* ------------------------------------------------------- registration */
 
-struct ksw_probes *ksw_probes_create(unsigned long start, u32 arm_off,
-				     const u32 *release_offs, u32 nr_release,
-				     const void *owner, int *err,
-				     long *failed_off)
+struct ksw_fprobe *ksw_fprobe_create(const unsigned long *starts, u32 n,
+				     const void *owner, int *err)
 {
-	struct ksw_probes *p;
+	struct ksw_fprobe *p = kzalloc(sizeof(*p), GFP_KERNEL);
+
+	if (!p) {
+		*err = -ENOMEM;
+		return NULL;
+	}
+	p->owner = owner;
+	p->fp.entry_handler = ksw_fprobe_entry;
+	p->fp.exit_handler = ksw_fprobe_exit;
+	p->fp.entry_data_size = KSW_CALL_DATA;
+	/* The pool is shared by all the functions of the spec. */
+	p->fp.nr_maxactive = max(rethook_nodes, 1);
+	p->fp.flags = FPROBE_FL_DISABLED;
+	/* By address: a name could resolve to another function of that name. */
+	*err = register_fprobe_ips(&p->fp, (unsigned long *)starts, n);
+	if (*err) {
+		kfree(p);
+		return NULL;
+	}
+	p->registered = true;
+	return p;
+}
+
+void ksw_fprobe_enable(struct ksw_fprobe *p)
+{
+	enable_fprobe(&p->fp);
+}
+
+void ksw_fprobe_destroy(struct ksw_fprobe *p)
+{
+	if (!p)
+		return;
+	if (p->registered)
+		unregister_fprobe(&p->fp);
+	kfree(p);
+}
+
+u64 ksw_fprobe_missed(struct ksw_fprobe *p)
+{
+	return READ_ONCE(p->fp.nmissed);
+}
+
+/* Registered live: arming is gated in Rust until the switch. */
+struct ksw_kprobes *ksw_kprobes_create(unsigned long start, u32 arm_off,
+				       bool arm_pre, const u32 *release_offs,
+				       u32 nr_release, const void *owner,
+				       int *err, long *failed_off)
+{
+	struct ksw_kprobes *p;
 	u32 i;
 	int ret;
 
@@ -195,17 +265,7 @@ struct ksw_probes *ksw_probes_create(unsigned long start, u32 arm_off,
 	p->owner = owner;
 	p->nr_release = nr_release;
 
-	/* By address: a name could resolve to another function of that name. */
-	p->fp.entry_handler = ksw_fprobe_entry;
-	p->fp.exit_handler = ksw_fprobe_exit;
-	p->fp.entry_data_size = KSW_CALL_DATA;
-	p->fp.nr_maxactive = max(rethook_nodes, 1);
-	p->fp.flags = FPROBE_FL_DISABLED;
-	ret = register_fprobe_ips(&p->fp, &start, 1);
-	if (ret)
-		goto fail;
-	p->fp_registered = true;
-
+	/* Release probes first: nothing can arm before its way out is probed. */
 	for (i = 0; i < nr_release; i++) {
 		struct ksw_release_probe *r = &p->release[i];
 
@@ -213,7 +273,6 @@ struct ksw_probes *ksw_probes_create(unsigned long start, u32 arm_off,
 		r->index = i;
 		r->kp.addr = (kprobe_opcode_t *)(start + release_offs[i]);
 		r->kp.pre_handler = ksw_release_pre;
-		r->kp.flags = KPROBE_FLAG_DISABLED;
 		ret = register_kprobe(&r->kp);
 		if (ret) {
 			*failed_off = release_offs[i];
@@ -221,10 +280,11 @@ struct ksw_probes *ksw_probes_create(unsigned long start, u32 arm_off,
 		}
 		p->release_registered++;
 	}
-
 	p->arm.addr = (kprobe_opcode_t *)(start + arm_off);
-	p->arm.post_handler = ksw_arm_post;
-	p->arm.flags = KPROBE_FLAG_DISABLED;
+	if (arm_pre)
+		p->arm.pre_handler = ksw_arm_pre;
+	else
+		p->arm.post_handler = ksw_arm_post;
 	ret = register_kprobe(&p->arm);
 	if (ret) {
 		*failed_off = arm_off;
@@ -236,42 +296,55 @@ struct ksw_probes *ksw_probes_create(unsigned long start, u32 arm_off,
 
 fail:
 	*err = ret;
-	ksw_probes_destroy(p);
+	ksw_kprobes_destroy_many(&p, 1);
 	return NULL;
 }
 
-void ksw_probes_enable(struct ksw_probes *p)
+/*
+ * Unregister many functions' kprobes at once: unregister_kprobes() waits
+ * for running handlers once for the whole batch (a sweep has thousands).
+ */
+void ksw_kprobes_destroy_many(struct ksw_kprobes **sets, u32 n)
 {
-	u32 i;
+	struct kprobe **kps;
+	u32 i, j, count = 0;
 
-	enable_fprobe(&p->fp);
-	for (i = 0; i < p->release_registered; i++)
-		enable_kprobe(&p->release[i].kp);
-	enable_kprobe(&p->arm);
+	for (i = 0; i < n; i++)
+		if (sets[i])
+			count += sets[i]->release_registered + sets[i]->arm_registered;
+	kps = kvmalloc_array(max(count, 1U), sizeof(*kps), GFP_KERNEL);
+	if (kps) {
+		count = 0;
+		for (i = 0; i < n; i++) {
+			struct ksw_kprobes *p = sets[i];
+
+			if (!p)
+				continue;
+			if (p->arm_registered)
+				kps[count++] = &p->arm;
+			for (j = 0; j < p->release_registered; j++)
+				kps[count++] = &p->release[j].kp;
+		}
+		unregister_kprobes(kps, count);
+		kvfree(kps);
+	} else {
+		/* No memory for the batch: one by one, slower but complete. */
+		for (i = 0; i < n; i++) {
+			struct ksw_kprobes *p = sets[i];
+
+			if (!p)
+				continue;
+			if (p->arm_registered)
+				unregister_kprobe(&p->arm);
+			for (j = 0; j < p->release_registered; j++)
+				unregister_kprobe(&p->release[j].kp);
+		}
+	}
+	for (i = 0; i < n; i++)
+		kfree(sets[i]);
 }
 
-void ksw_probes_disable_arming(struct ksw_probes *p)
-{
-	disable_kprobe(&p->arm);
-}
-
-void ksw_probes_destroy(struct ksw_probes *p)
-{
-	u32 i;
-
-	if (!p)
-		return;
-	if (p->arm_registered)
-		unregister_kprobe(&p->arm);
-	for (i = 0; i < p->release_registered; i++)
-		unregister_kprobe(&p->release[i].kp);
-	if (p->fp_registered)
-		unregister_fprobe(&p->fp);
-	kfree(p);
-}
-
-void ksw_probes_missed(struct ksw_probes *p, u64 *arm, u64 *release,
-		       u64 *fprobe)
+void ksw_kprobes_missed(struct ksw_kprobes *p, u64 *arm, u64 *release)
 {
 	u32 i;
 
@@ -279,7 +352,11 @@ void ksw_probes_missed(struct ksw_probes *p, u64 *arm, u64 *release,
 	*release = 0;
 	for (i = 0; i < p->release_registered; i++)
 		*release += READ_ONCE(p->release[i].kp.nmissed);
-	*fprobe = READ_ONCE(p->fp.nmissed);
+}
+
+bool ksw_kprobes_optimized(struct ksw_kprobes *p)
+{
+	return kprobe_optimized(&p->arm);
 }
 
 void ksw_synchronize(void)
@@ -371,3 +448,21 @@ u32 ksw_thread_size(void)
 {
 	return THREAD_SIZE;
 }
+
+/* Per-CPU state of the sampling generator (Rust draws from it). */
+static DEFINE_PER_CPU(u64, ksw_random_state);
+
+void ksw_random_init(void)
+{
+	int cpu;
+
+	for_each_possible_cpu(cpu)
+		per_cpu(ksw_random_state, cpu) = get_random_u64() | 1;
+}
+
+/* Interrupts are off in every handler: nothing else uses this CPU's state. */
+u64 *ksw_this_cpu_random(void)
+{
+	return this_cpu_ptr(&ksw_random_state);
+}
+NOKPROBE_SYMBOL(ksw_this_cpu_random);

@@ -88,6 +88,7 @@ int ksw_glue_init(const void *config)
 {
 	int ret;
 
+	ksw_random_init();
 	ksw_slots_init();
 	for_each_kernel_tracepoint(ksw_find_exit_tp, NULL);
 	if (!ksw_tp_exit) {

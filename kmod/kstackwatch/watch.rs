@@ -1,17 +1,21 @@
 // SPDX-License-Identifier: GPL-2.0
-//! A configured watch: the spec and what the function's machine code says
+//! A watched function: the spec and what the function's machine code says
 //! about its frame (the probe point, the watched slot, every instruction
-//! where that slot dies). Built in process context when a configuration
-//! is written; shared read-only with the handlers of its probes.
+//! where that slot dies). Built in process context when a configuration is
+//! written; shared read-only with the handlers of its probes. A spec naming
+//! many functions (a sweep) has one per function.
 
 use core::fmt;
+use core::sync::atomic::{AtomicU64, Ordering};
 
 use kernel::prelude::*;
 
 use crate::glue::{self, Function};
-use crate::ksw_core::config::{errno, Spec, WatchTarget};
+use crate::ksw_core::config::{errno, FuncName, Spec, WatchTarget};
 use crate::ksw_core::frame::Target;
-use crate::ksw_core::layout::{self, CanaryStore, CfaRule, Entry, LayoutError, Rel, ReleasePoint};
+use crate::ksw_core::layout::{
+    self, ArmProbe, CanaryStore, CfaRule, Entry, LayoutError, Rel, ReleasePoint,
+};
 
 /// Most places a slot can die at (returns and tail calls of one function).
 pub(crate) const MAX_RELEASE_POINTS: usize = 32;
@@ -26,7 +30,34 @@ const EOPNOTSUPP: i32 = 95;
 const ENODATA: i32 = 61;
 const EFBIG: i32 = 27;
 
+/// What happened at one function, for /proc/kstackwatch and sweeps.
+#[derive(Default)]
+pub(crate) struct FuncStats {
+    /// Calls that reached the arming probe.
+    pub(crate) calls: AtomicU64,
+    /// Frames armed.
+    pub(crate) armed: AtomicU64,
+    /// Writes reported into its frames.
+    pub(crate) hits: AtomicU64,
+}
+
+impl FuncStats {
+    pub(crate) fn get(&self) -> (u64, u64, u64) {
+        (
+            self.calls.load(Ordering::Relaxed),
+            self.armed.load(Ordering::Relaxed),
+            self.hits.load(Ordering::Relaxed),
+        )
+    }
+}
+
 pub(crate) struct Watch {
+    /// Unique per module load: the per-task depth and the slot table key
+    /// on it.
+    pub(crate) id: u32,
+    /// The configuration it belongs to: it arms only while that one is
+    /// active.
+    pub(crate) generation: u32,
     /// Index of the spec in the configuration.
     pub(crate) index: u8,
     pub(crate) spec: Spec,
@@ -34,15 +65,18 @@ pub(crate) struct Watch {
     /// The function's code as read before any probe of ours went into it;
     /// a later configuration watching the same function decodes this copy.
     pub(crate) code: KVVec<u8>,
-    /// The arming probe's offset, and whether it was found by decoding.
+    /// The probe point, and whether it was found by decoding.
     pub(crate) arm_off: u32,
     pub(crate) arm_auto: bool,
+    /// Where the arming kprobe really is.
+    pub(crate) arm: ArmProbe,
     /// How the arming probe finds the frame's CFA.
     pub(crate) arm_cfa: CfaRule,
     pub(crate) target: Target,
     /// The watched slot relative to the CFA (or realigned base).
     pub(crate) slot: Rel,
     pub(crate) cap: u8,
+    pub(crate) stats: FuncStats,
     releases: [ReleasePoint; MAX_RELEASE_POINTS],
     nr_releases: usize,
 }
@@ -53,16 +87,67 @@ impl Watch {
         &self.releases[..self.nr_releases]
     }
 
-    pub(crate) fn release_offsets(&self) -> KVec<u32> {
-        let mut offs = KVec::new();
-        for r in self.releases() {
-            // At most MAX_RELEASE_POINTS small pushes; on failure the
-            // registration below sees fewer offsets and the caller checks.
-            if offs.push(r.off, GFP_KERNEL).is_err() {
-                break;
-            }
+    pub(crate) fn release_offsets(&self) -> [u32; MAX_RELEASE_POINTS] {
+        let mut offs = [0; MAX_RELEASE_POINTS];
+        for (o, r) in offs.iter_mut().zip(self.releases()) {
+            *o = r.off;
         }
         offs
+    }
+
+    /// The address the arming probe is at (what `ksw_arm.probe_ip` says).
+    pub(crate) fn probe_ip(&self) -> usize {
+        self.function.start + self.arm_off as usize
+    }
+
+    pub(crate) fn contains(&self, ip: usize) -> bool {
+        ip >= self.function.start && ip - self.function.start < self.function.size
+    }
+}
+
+/// A spec's functions by start address, for the fprobe hooks, which get
+/// the entry ip. It points at the spec's watches, which outlive it.
+pub(crate) struct FuncIndex {
+    starts: KVec<usize>,
+    watches: KVec<*const Watch>,
+}
+
+// SAFETY: the pointers are to watches that are never mutated (atomics
+// aside) and outlive the index (see configure.rs: the index, and the
+// fprobe using it, go before the watches); any task may read them.
+unsafe impl Sync for FuncIndex {}
+// SAFETY: as above.
+unsafe impl Send for FuncIndex {}
+
+impl FuncIndex {
+    /// `watches` must be sorted by start address.
+    pub(crate) fn new(watches: &[&Watch]) -> Result<FuncIndex, kernel::alloc::AllocError> {
+        let mut starts = KVec::with_capacity(watches.len(), GFP_KERNEL)?;
+        let mut ptrs = KVec::with_capacity(watches.len(), GFP_KERNEL)?;
+        for w in watches {
+            starts.push(w.function.start, GFP_KERNEL)?;
+            ptrs.push(*w as *const Watch, GFP_KERNEL)?;
+        }
+        Ok(FuncIndex {
+            starts,
+            watches: ptrs,
+        })
+    }
+
+    pub(crate) fn starts(&self) -> &[usize] {
+        &self.starts
+    }
+
+    /// The watched function containing `ip`.
+    pub(crate) fn lookup(&self, ip: usize) -> Option<&Watch> {
+        let i = match self.starts.binary_search(&ip) {
+            Ok(i) => i,
+            Err(0) => return None,
+            Err(i) => i - 1,
+        };
+        // SAFETY: the pointer is to a watch that outlives `self` (type docs).
+        let watch = unsafe { &**self.watches.get(i)? };
+        watch.contains(ip).then_some(watch)
     }
 }
 
@@ -164,14 +249,17 @@ fn code_of(function: &Function, cached: Option<&[u8]>) -> Result<KVVec<u8>, Watc
     Ok(code)
 }
 
-/// Works out where `spec` arms and where its slot dies. `cached` finds the
-/// pristine code of a function the current configuration watches.
+/// Works out where one function of `spec` arms and where its slot dies.
+/// `cached` finds the pristine code of a function the current
+/// configuration watches.
 pub(crate) fn plan<'c>(
     index: u8,
+    generation: u32,
     spec: &Spec,
+    name: &FuncName,
     cached: impl Fn(usize) -> Option<&'c [u8]>,
 ) -> Result<Watch, WatchError> {
-    let function = glue::lookup_function(&spec.func).map_err(|e| match -e {
+    let function = glue::lookup_function(name).map_err(|e| match -e {
         ENOENT => WatchError::NotFound(ENOENT),
         ENOMEM => WatchError::NoMemory,
         e => WatchError::NotFound(e),
@@ -220,18 +308,23 @@ pub(crate) fn plan<'c>(
     let nr_releases = layout
         .release_points(slot, &mut releases)
         .map_err(WatchError::Layout)?;
+    let arm = layout.arm_probe(&site, &releases[..nr_releases]);
     drop(work);
     Ok(Watch {
+        id: crate::state::new_func_id(),
+        generation,
         index,
         spec: *spec,
         function,
         code,
         arm_off,
         arm_auto,
+        arm,
         arm_cfa: site.cfa,
         target,
         slot,
         cap: spec.watch_cap(),
+        stats: FuncStats::default(),
         releases,
         nr_releases,
     })

@@ -7,6 +7,11 @@
 //! name; [`Spec`]'s `Display` prints the canonical long form, which parses
 //! back to the same spec (so the file's contents can be written back).
 //!
+//! A spec names one function, or a comma-separated list of them (a sweep:
+//! `fn=a,b,c ac=1 sample=64`, usually written by `ksw sweep`, which expands
+//! globs and modules from the kernel's list of traceable functions). A list
+//! watches each frame's canary; `sample` and `rate` choose which calls arm.
+//!
 //! Parsing is allocation-free and never panics: it is run on untrusted bytes
 //! in the kernel's `write()` handler and fuzzed on the host.
 
@@ -18,6 +23,10 @@ pub const MAX_SPECS: usize = 8;
 pub const MAX_FUNC_NAME: usize = 127;
 /// Deepest recursion level a spec can select.
 pub const MAX_DEPTH: u16 = 1024;
+/// Most functions one spec (a sweep) can name.
+pub const MAX_FUNCS: u32 = 4096;
+/// Largest `sample` and `rate`.
+pub const MAX_SAMPLE: u64 = 1_000_000;
 
 /// A configuration key, named by its canonical long name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -30,11 +39,13 @@ pub enum Key {
     WatchLen,
     AutoCanary,
     PanicOnCatch,
+    Sample,
+    Rate,
 }
 
 impl Key {
     /// All keys, in canonical print order.
-    pub const ALL: [Key; 8] = [
+    pub const ALL: [Key; 10] = [
         Key::FuncName,
         Key::FuncOffset,
         Key::Depth,
@@ -43,6 +54,8 @@ impl Key {
         Key::WatchLen,
         Key::AutoCanary,
         Key::PanicOnCatch,
+        Key::Sample,
+        Key::Rate,
     ];
 
     pub const fn long_name(self) -> &'static str {
@@ -55,6 +68,8 @@ impl Key {
             Key::WatchLen => "watch_len",
             Key::AutoCanary => "auto_canary",
             Key::PanicOnCatch => "panic_on_catch",
+            Key::Sample => "sample",
+            Key::Rate => "rate",
         }
     }
 
@@ -68,6 +83,8 @@ impl Key {
             Key::WatchLen => "wl",
             Key::AutoCanary => "ac",
             Key::PanicOnCatch => "ph",
+            Key::Sample => "sa",
+            Key::Rate => "ra",
         }
     }
 
@@ -162,7 +179,10 @@ pub enum WatchTarget {
 /// One watch spec: where to arm, what to watch, and the filters.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Spec {
+    /// The function, or the first of a list.
     pub func: FuncName,
+    /// How many functions `fn=` names (more than one: a sweep).
+    pub func_count: u32,
     /// The probe point, as an offset into the function; None: right after
     /// the prologue (where the frame and its canary are in place, found by
     /// decoding the function).
@@ -173,28 +193,38 @@ pub struct Spec {
     pub max_watch: u8,
     pub target: WatchTarget,
     pub panic_on_catch: bool,
+    /// Arm one in `sample` eligible calls, chosen at random per CPU (0 and 1:
+    /// every call).
+    pub sample: u32,
+    /// Arm at most `rate` frames per second across CPUs (0: no limit).
+    pub rate: u32,
 }
 
 impl Spec {
-    /// The spec's own cap on concurrent watches: `max_watch`, or no cap
-    /// beyond the hardware slots when it is 0.
-    pub fn watch_cap(&self) -> u8 {
-        if self.max_watch == 0 {
-            u8::MAX
-        } else {
-            self.max_watch
-        }
+    /// A sweep: more than one function.
+    pub fn is_sweep(&self) -> bool {
+        self.func_count > 1
     }
-}
 
-impl fmt::Display for Spec {
-    /// Canonical long form: every key, in [`Key::ALL`] order.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    /// The canonical form, with `names` as the `func_name` value (the list
+    /// text for a sweep, which the spec itself does not hold).
+    pub fn canonical<'a>(&'a self, names: &'a str) -> impl fmt::Display + 'a {
+        struct Canonical<'a>(&'a Spec, &'a str);
+        impl fmt::Display for Canonical<'_> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "func_name={}", self.1)?;
+                self.0.fmt_keys(f)
+            }
+        }
+        Canonical(self, names)
+    }
+
+    /// Every key but `func_name`, each preceded by a space.
+    fn fmt_keys(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let (sp_offset, len, canary) = match self.target {
             WatchTarget::Canary => (0, 0, 1),
             WatchTarget::Local { sp_offset, len } => (sp_offset, len, 0),
         };
-        write!(f, "func_name={}", self.func)?;
         if let Some(offset) = self.func_offset {
             write!(f, " func_offset={offset:#x}")?;
         }
@@ -207,7 +237,38 @@ impl fmt::Display for Spec {
             len,
             canary,
             u8::from(self.panic_on_catch)
-        )
+        )?;
+        if self.sample > 1 {
+            write!(f, " sample={}", self.sample)?;
+        }
+        if self.rate > 0 {
+            write!(f, " rate={}", self.rate)?;
+        }
+        Ok(())
+    }
+
+    /// The spec's own cap on concurrent watches: `max_watch`, or no cap
+    /// beyond the hardware slots when it is 0.
+    pub fn watch_cap(&self) -> u8 {
+        if self.max_watch == 0 {
+            u8::MAX
+        } else {
+            self.max_watch
+        }
+    }
+}
+
+impl fmt::Display for Spec {
+    /// Canonical long form: every key, in [`Key::ALL`] order
+    /// (`func_offset`, `sample` and `rate` only when set). A sweep's list
+    /// is not in the spec: it prints as `func_name=FIRST,...`; use
+    /// [`Spec::canonical`] with the list text.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "func_name={}", self.func)?;
+        if self.is_sweep() {
+            f.write_str(",...")?;
+        }
+        self.fmt_keys(f)
     }
 }
 
@@ -216,6 +277,8 @@ impl fmt::Display for Spec {
 pub struct Config {
     specs: [Option<Spec>; MAX_SPECS],
     lines: [u32; MAX_SPECS],
+    /// Byte range of each spec's `fn=` value in the parsed input.
+    names: [(u32, u32); MAX_SPECS],
     count: usize,
 }
 
@@ -223,6 +286,7 @@ impl Config {
     pub const EMPTY: Config = Config {
         specs: [None; MAX_SPECS],
         lines: [0; MAX_SPECS],
+        names: [(0, 0); MAX_SPECS],
         count: 0,
     };
 
@@ -262,10 +326,23 @@ impl Config {
         self.lines.get(index).copied().unwrap_or(0)
     }
 
+    /// The names of spec `index`'s functions (one, or a sweep's list);
+    /// `input` is what [`Config::parse`] was given.
+    pub fn functions<'a>(&self, index: usize, input: &'a [u8]) -> impl Iterator<Item = &'a [u8]> + 'a {
+        let value = self.names.get(index).and_then(|&(start, len)| {
+            let start = start as usize;
+            input.get(start..start + len as usize)
+        });
+        value.into_iter().flat_map(|v| v.split(|&b| b == b','))
+    }
+
     /// Parses a whole configuration write. Nothing is applied on error.
     pub fn parse(input: &[u8], limits: &Limits) -> Result<Config, ConfigError> {
         let mut config = Config::EMPTY;
+        let mut line_start = 0usize;
         for (index, raw_line) in input.split(|&b| b == b'\n').enumerate() {
+            let base = line_start;
+            line_start += raw_line.len() + 1;
             let line_no = u32::try_from(index + 1).unwrap_or(u32::MAX);
             let line = match raw_line.iter().position(|&b| b == b'#') {
                 Some(hash) => &raw_line[..hash],
@@ -281,7 +358,8 @@ impl Config {
             if line.iter().all(u8::is_ascii_whitespace) {
                 continue;
             }
-            let spec = parse_spec(line, limits).map_err(|(kind, token)| at(kind, token))?;
+            let (spec, names) =
+                parse_spec(line, base, limits).map_err(|(kind, token)| at(kind, token))?;
             if config.specs().any(|s| s.func == spec.func) {
                 return Err(at(ErrorKind::DuplicateFunc, spec.func.as_bytes()));
             }
@@ -290,6 +368,7 @@ impl Config {
             }
             config.specs[config.count] = Some(spec);
             config.lines[config.count] = line_no;
+            config.names[config.count] = names;
             config.count += 1;
         }
         Ok(config)
@@ -298,9 +377,33 @@ impl Config {
 
 type SpecError<'a> = (ErrorKind, &'a [u8]);
 
-fn parse_spec<'a>(line: &'a [u8], limits: &Limits) -> Result<Spec, SpecError<'a>> {
+/// Checks one function name or a comma-separated list: how many.
+fn parse_list(value: &[u8]) -> Result<u32, SpecError<'_>> {
+    let mut count = 0u32;
+    for name in value.split(|&b| b == b',') {
+        if name.is_empty() && value.contains(&b',') {
+            return Err((ErrorKind::EmptyListItem, value));
+        }
+        FuncName::new(name).map_err(|kind| (kind, name))?;
+        count += 1;
+        if count > MAX_FUNCS {
+            return Err((ErrorKind::TooManyFuncs, value));
+        }
+    }
+    Ok(count)
+}
+
+/// A spec, and the byte range of its `fn=` value in the whole input.
+fn parse_spec<'a>(
+    line: &'a [u8],
+    base: usize,
+    limits: &Limits,
+) -> Result<(Spec, (u32, u32)), SpecError<'a>> {
     let mut seen: u16 = 0;
     let mut func = None;
+    let mut names = None;
+    let mut sample = 0u32;
+    let mut rate = 0u32;
     let mut func_offset = None;
     let mut depth = 0u16;
     let mut max_watch = 0u8;
@@ -325,7 +428,13 @@ fn parse_spec<'a>(line: &'a [u8], limits: &Limits) -> Result<Spec, SpecError<'a>
         seen |= key.bit();
         let number = |max: u64| parse_number(value, max).map_err(|kind| (kind(key), token));
         match key {
-            Key::FuncName => func = Some(FuncName::new(value).map_err(|kind| (kind, value))?),
+            Key::FuncName => {
+                let start = base + (value.as_ptr() as usize - line.as_ptr() as usize);
+                let count = parse_list(value)?;
+                let first = value.split(|&b| b == b',').next().unwrap_or(value);
+                func = Some(FuncName::new(first).map_err(|kind| (kind, first))?);
+                names = Some((count, (start as u32, value.len() as u32)));
+            }
             Key::FuncOffset => func_offset = Some(number(u64::from(u32::MAX))? as u32),
             Key::Depth => depth = number(u64::from(MAX_DEPTH))? as u16,
             Key::MaxWatch => max_watch = number(u64::from(limits.hw_slots))? as u8,
@@ -339,10 +448,15 @@ fn parse_spec<'a>(line: &'a [u8], limits: &Limits) -> Result<Spec, SpecError<'a>
             }
             Key::AutoCanary => auto_canary = number(1)? == 1,
             Key::PanicOnCatch => panic_on_catch = number(1)? == 1,
+            Key::Sample => sample = number(MAX_SAMPLE)? as u32,
+            Key::Rate => rate = number(MAX_SAMPLE)? as u32,
         }
     }
 
-    let func = func.ok_or((ErrorKind::MissingFunc, trim(line)))?;
+    let (func, (func_count, span)) = match (func, names) {
+        (Some(f), Some(n)) => (f, n),
+        _ => return Err((ErrorKind::MissingFunc, trim(line))),
+    };
     let target = match (auto_canary, watch_len, sp_offset) {
         (true, 0, None | Some(0)) | (false, 0, None | Some(0)) => WatchTarget::Canary,
         (true, _, _) => return Err((ErrorKind::CanaryConflict, trim(line))),
@@ -357,14 +471,22 @@ fn parse_spec<'a>(line: &'a [u8], limits: &Limits) -> Result<Spec, SpecError<'a>
             return Err((ErrorKind::OutOfRange(Key::SpOffset), trim(line)));
         }
     }
-    Ok(Spec {
+    // A local or a probe offset means one function's frame.
+    if func_count > 1 && (target != WatchTarget::Canary || func_offset.is_some()) {
+        return Err((ErrorKind::ListNeedsCanary, trim(line)));
+    }
+    let spec = Spec {
         func,
+        func_count,
+        sample,
+        rate,
         func_offset,
         depth,
         max_watch,
         target,
         panic_on_catch,
-    })
+    };
+    Ok((spec, span))
 }
 
 /// `line` without leading and trailing ASCII whitespace (`<[u8]>::trim_ascii`
@@ -422,6 +544,9 @@ pub enum ErrorKind {
     OffsetWithoutLen,
     DuplicateFunc,
     TooManySpecs,
+    EmptyListItem,
+    TooManyFuncs,
+    ListNeedsCanary,
 }
 
 /// Linux errno values used by the module (asm-generic/errno-base.h).
@@ -439,7 +564,7 @@ impl ErrorKind {
         match self {
             ErrorKind::OutOfRange(_) => errno::ERANGE,
             ErrorKind::DuplicateFunc => errno::EEXIST,
-            ErrorKind::TooManySpecs => errno::E2BIG,
+            ErrorKind::TooManySpecs | ErrorKind::TooManyFuncs => errno::E2BIG,
             ErrorKind::FuncNameTooLong => errno::ENAMETOOLONG,
             _ => errno::EINVAL,
         }
@@ -467,6 +592,11 @@ impl fmt::Display for ErrorKind {
             ),
             ErrorKind::DuplicateFunc => f.write_str("function already watched by an earlier line"),
             ErrorKind::TooManySpecs => write!(f, "more than {MAX_SPECS} watch specs"),
+            ErrorKind::EmptyListItem => f.write_str("empty name in the func_name list"),
+            ErrorKind::TooManyFuncs => write!(f, "more than {MAX_FUNCS} functions in one spec"),
+            ErrorKind::ListNeedsCanary => f.write_str(
+                "a list of functions watches each frame's canary: func_offset, sp_offset and watch_len need a single function",
+            ),
         }
     }
 }
@@ -680,6 +810,34 @@ mod tests {
             err.to_string(),
             "line 1: watch_len must be 0 (canary), 1, 2, 4 or 8 at 'wl=3'"
         );
+    }
+
+    #[test]
+    fn a_spec_can_name_many_functions() {
+        let input = "fn=a,b_2,mod:c ac=1 sa=64 ra=100\nfn=d so=8 wl=8";
+        let config = parse(input).unwrap();
+        let sweep = config.get(0).unwrap();
+        assert_eq!(sweep.func.as_str(), "a");
+        assert_eq!(sweep.func_count, 3);
+        assert_eq!((sweep.sample, sweep.rate), (64, 100));
+        let names: std::vec::Vec<_> = config.functions(0, input.as_bytes()).collect();
+        assert_eq!(names, [&b"a"[..], b"b_2", b"mod:c"]);
+        let names: std::vec::Vec<_> = config.functions(1, input.as_bytes()).collect();
+        assert_eq!(names, [&b"d"[..]]);
+        assert_eq!(
+            sweep.canonical("a,b_2,mod:c").to_string(),
+            "func_name=a,b_2,mod:c depth=0 max_watch=0 sp_offset=0 watch_len=0 auto_canary=1 panic_on_catch=0 sample=64 rate=100"
+        );
+        let again = parse(&sweep.canonical("a,b_2,mod:c").to_string()).unwrap();
+        assert_eq!(again.get(0).unwrap(), sweep);
+        assert_eq!(kind("fn=a,,b"), ErrorKind::EmptyListItem);
+        assert_eq!(kind("fn=a,"), ErrorKind::EmptyListItem);
+        assert_eq!(kind("fn=a,9b"), ErrorKind::BadFuncName);
+        assert_eq!(kind("fn=a,b so=8 wl=8"), ErrorKind::ListNeedsCanary);
+        assert_eq!(kind("fn=a,b fo=4"), ErrorKind::ListNeedsCanary);
+        assert_eq!(kind("fn=a sa=1000001"), ErrorKind::OutOfRange(Key::Sample));
+        let many: std::string::String = (0..=MAX_FUNCS).map(|i| std::format!("f{i},")).collect();
+        assert_eq!(kind(&std::format!("fn={}", many.trim_end_matches(','))), ErrorKind::TooManyFuncs);
     }
 
     #[test]

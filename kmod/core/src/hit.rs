@@ -108,6 +108,8 @@ mod tests {
         Armed {
             id: 1,
             spec: 0,
+            func: 0,
+            owner: 0,
             task: 10,
             frame: 0x2000,
             addr: 0x1f00,

@@ -18,6 +18,8 @@ pub mod hit;
 pub mod insn;
 /// A function's stack layout from its machine code.
 pub mod layout;
+/// Which eligible calls a sampling spec arms.
+pub mod sample;
 /// The hardware slot table.
 pub mod slots;
 /// Counters and histograms.

@@ -242,6 +242,15 @@ impl ProbeSite {
     }
 }
 
+/// Where the arming kprobe goes for a probe point.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ArmProbe {
+    pub off: u32,
+    /// A pre handler (on the next instruction) rather than a post handler
+    /// (on the probe point itself).
+    pub pre: bool,
+}
+
 /// An instruction at which a watched slot stops belonging to the frame.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ReleasePoint {
@@ -1174,6 +1183,35 @@ impl<'a> Layout<'a> {
         })
     }
 
+    /// The arming kprobe for `site`. A post handler at the probe point runs
+    /// after its instruction; a pre handler on the next instruction sees the
+    /// same registers and, unlike a post handler, can be jump-optimized by
+    /// the kernel (no int3 per call), so it is used when only that
+    /// instruction leads there: the next one is no jump target and is not
+    /// itself where the slot dies.
+    pub fn arm_probe(&self, site: &ProbeSite, releases: &[ReleasePoint]) -> ArmProbe {
+        let post = ArmProbe {
+            off: site.off,
+            pre: false,
+        };
+        let Some(i) = index_of(self.entries, i64::from(site.off)) else {
+            return post;
+        };
+        match self.entries.get(i + 1) {
+            Some(next)
+                if !next.jump_target
+                    && next.before.map(|r| r.sp) == Some(site.after.sp)
+                    && !releases.iter().any(|r| r.off == next.off) =>
+            {
+                ArmProbe {
+                    off: next.off,
+                    pre: true,
+                }
+            }
+            _ => post,
+        }
+    }
+
     /// The default probe point: where the frame is set up. That is the
     /// canary store if the prologue has one (a post handler there sees the
     /// canary in place), else the last stack adjustment of the prologue
@@ -1399,6 +1437,34 @@ mod tests {
                 ]
             );
             assert_eq!(l.exits(), 2);
+        });
+    }
+
+    #[test]
+    fn arming_moves_to_a_pre_handler_where_only_the_probe_point_leads() {
+        run(&SMALL, |l| {
+            let site = l.probe_site(0x1e).unwrap();
+            let releases = [ReleasePoint::NONE; 0];
+            assert_eq!(l.arm_probe(&site, &releases), ArmProbe { off: 0x23, pre: true });
+        });
+        run(&EXITS, |l| {
+            // After push %rbx comes mov %rdi,%rbx: a plain successor.
+            let site = l.probe_site(0x7).unwrap();
+            assert_eq!(l.arm_probe(&site, &[]), ArmProbe { off: 0x8, pre: true });
+            // Next is where the slot dies: a post handler.
+            let site = l.probe_site(0x7).unwrap();
+            let releases = [ReleasePoint {
+                off: 0x8,
+                cfa: CfaRule::Unwind,
+                kind: ReleaseKind::Exit,
+            }];
+            assert_eq!(l.arm_probe(&site, &releases), ArmProbe { off: 0x7, pre: false });
+        });
+        // push %rbx; test %edi,%edi; je 6; nop; 6: pop %rbx; ret -- the
+        // nop's successor is a jump target: a post handler on the nop.
+        run(&[0x53, 0x85, 0xff, 0x74, 0x01, 0x90, 0x5b, 0xc3], |l| {
+            let site = l.probe_site(5).unwrap();
+            assert_eq!(l.arm_probe(&site, &[]), ArmProbe { off: 5, pre: false });
         });
     }
 

@@ -36,6 +36,12 @@ pub struct Armed {
     /// Unique per module load; ties `ksw_arm`, `ksw_hit` and `ksw_disarm`.
     pub id: u64,
     pub spec: u8,
+    /// The watched function (id unique per module load: a sweep's spec
+    /// watches many).
+    pub func: u32,
+    /// Opaque handle of the function's watch in the module (its address),
+    /// for per-function counters; the module keeps it alive while armed.
+    pub owner: usize,
     /// Opaque identity of the victim task (its `task_struct` address).
     pub task: usize,
     /// The armed call's return-address slot (see `frame.rs`).
@@ -92,6 +98,8 @@ struct Slot {
     seq: AtomicU32,
     id: AtomicU64,
     spec: AtomicU8,
+    func: AtomicU32,
+    owner: AtomicUsize,
     task: AtomicUsize,
     frame: AtomicUsize,
     addr: AtomicUsize,
@@ -119,6 +127,8 @@ impl Slot {
             seq: AtomicU32::new(0),
             id: AtomicU64::new(0),
             spec: AtomicU8::new(0),
+            func: AtomicU32::new(0),
+            owner: AtomicUsize::new(0),
             task: AtomicUsize::new(0),
             frame: AtomicUsize::new(0),
             addr: AtomicUsize::new(0),
@@ -143,6 +153,8 @@ impl Slot {
         let r = Ordering::Relaxed;
         self.id.store(a.id, r);
         self.spec.store(a.spec, r);
+        self.func.store(a.func, r);
+        self.owner.store(a.owner, r);
         self.task.store(a.task, r);
         self.frame.store(a.frame, r);
         self.addr.store(a.addr, r);
@@ -171,6 +183,8 @@ impl Slot {
         Armed {
             id: self.id.load(r),
             spec: self.spec.load(r),
+            func: self.func.load(r),
+            owner: self.owner.load(r),
             task: self.task.load(r),
             frame: self.frame.load(r),
             addr: self.addr.load(r),
@@ -290,11 +304,12 @@ impl SlotTable {
         self.armed(index).map(|a| (a.addr, a.len))
     }
 
-    /// The slot holding the watch on `frame` of `task` for `spec`, if any.
-    pub fn find(&self, spec: u8, task: usize, frame: usize) -> Option<usize> {
+    /// The slot holding the watch on `frame` of `task` for function
+    /// `func`, if any.
+    pub fn find(&self, func: u32, task: usize, frame: usize) -> Option<usize> {
         (0..self.available()).find(|&i| {
             self.armed(i)
-                .is_some_and(|a| a.spec == spec && a.task == task && a.frame == frame)
+                .is_some_and(|a| a.func == func && a.task == task && a.frame == frame)
         })
     }
 
@@ -377,6 +392,8 @@ mod tests {
         Armed {
             id: 0,
             spec: 0,
+            func: 0,
+            owner: 0,
             task,
             frame,
             addr,
@@ -485,6 +502,7 @@ mod tests {
                                 i,
                                 Armed {
                                     spec,
+                                    func: n as u32,
                                     ..armed(n, frame, 0x1000 + 8 * n)
                                 },
                                 0,
@@ -492,7 +510,7 @@ mod tests {
                             // Our slot must still be ours.
                             let a = t.armed(i).unwrap();
                             assert_eq!((a.id, a.task, a.frame), (id, n, frame));
-                            assert_eq!(t.find(spec, n, frame), Some(i));
+                            assert_eq!(t.find(n as u32, n, frame), Some(i));
                             assert!(t.retire(i).is_some());
                             armed_count += 1;
                         }

@@ -35,6 +35,7 @@ counters! {
     BadFrame => "bad_frame": "Frames not armed: the probed frame could not be located.",
     NmiContext => "nmi_context": "Probe hits inside an NMI, never armed.",
     OtherDepth => "other_depth": "Probe hits at a recursion depth not selected.",
+    NotSampled => "not_sampled": "Eligible calls the spec's sample/rate did not pick.",
     DepthUntracked => "depth_untracked": "Calls not tracked: the per-task table had no room (never armed).",
     DepthResync => "depth_resync": "Per-task depth reset after calls whose exit was never seen.",
     BackstopDisarms => "backstop_disarms": "Frames disarmed by the return hook because the epilogue probe did not run.",

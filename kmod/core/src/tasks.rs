@@ -16,7 +16,6 @@
 
 use core::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 
-use super::config::MAX_SPECS;
 
 /// Entries in the table: tasks that can be inside watched functions at
 /// once (with a hooked exit each, so also bounded by the return hooks).
@@ -27,15 +26,13 @@ const WINDOW: usize = 32;
 /// means the recorded call has returned unseen (its exit hook missed).
 const SAME_STACK: usize = 16384;
 
-const _: () = assert!(
-    MAX_SPECS <= 8,
-    "the spec index is packed into 3 bits of the key"
-);
-
 #[derive(Debug)]
 struct TaskEntry {
-    /// `task | spec`, 0 when free (task_struct pointers are 8-aligned).
-    key: AtomicUsize,
+    /// The task, 0 when free. Claimed by compare-and-swap; then only the
+    /// task itself writes the entry.
+    task: AtomicUsize,
+    /// The watched function (its id, unique per module load).
+    func: AtomicU32,
     depth: AtomicU32,
     innermost: AtomicUsize,
     /// The frame last counted as not armed for lack of a slot (so a probe
@@ -46,7 +43,8 @@ struct TaskEntry {
 impl TaskEntry {
     const fn new() -> TaskEntry {
         TaskEntry {
-            key: AtomicUsize::new(0),
+            task: AtomicUsize::new(0),
+            func: AtomicU32::new(0),
             depth: AtomicU32::new(0),
             innermost: AtomicUsize::new(0),
             dropped: AtomicUsize::new(0),
@@ -83,6 +81,9 @@ pub enum Enter {
 #[derive(Debug)]
 pub struct TaskTable {
     entries: [TaskEntry; TASK_ENTRIES],
+    /// Entries claimed: lets the task-exit hook (every exiting task in
+    /// the system) skip the scan when nothing is tracked.
+    claimed: AtomicUsize,
 }
 
 impl Default for TaskTable {
@@ -91,47 +92,49 @@ impl Default for TaskTable {
     }
 }
 
-fn key(task: usize, spec: u8) -> usize {
-    (task & !7) | usize::from(spec & 7)
-}
-
-fn home(key: usize) -> usize {
-    // Fibonacci hashing of the pointer bits above the alignment.
-    ((key >> 3).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 20) % TASK_ENTRIES
+fn home(task: usize, func: u32) -> usize {
+    // Fibonacci hashing of the pointer bits above the alignment and the id.
+    let key = (task >> 3) ^ (func as usize).wrapping_mul(0x2545_f491);
+    (key.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 20) % TASK_ENTRIES
 }
 
 impl TaskTable {
     pub const fn new() -> TaskTable {
         TaskTable {
             entries: [const { TaskEntry::new() }; TASK_ENTRIES],
+            claimed: AtomicUsize::new(0),
         }
     }
 
-    fn window(&self, key: usize) -> impl Iterator<Item = &TaskEntry> + '_ {
-        let start = home(key);
+    fn window(&self, task: usize, func: u32) -> impl Iterator<Item = &TaskEntry> + '_ {
+        let start = home(task, func);
         (0..WINDOW).map(move |i| &self.entries[(start + i) % TASK_ENTRIES])
     }
 
-    fn find(&self, key: usize) -> Option<&TaskEntry> {
-        self.window(key)
-            .find(|e| e.key.load(Ordering::Relaxed) == key)
+    fn find(&self, task: usize, func: u32) -> Option<&TaskEntry> {
+        // Another task's entries never match `task`; the task's own ones
+        // are written only by itself, so `func` is stable when `task` is.
+        self.window(task, func).find(|e| {
+            e.task.load(Ordering::Relaxed) == task && e.func.load(Ordering::Relaxed) == func
+        })
     }
 
-    /// A call of spec's function starts in `task` with its return address
+    /// A call of function `func` starts in `task` with its return address
     /// at `frame`.
-    pub fn enter(&self, task: usize, spec: u8, frame: usize) -> Enter {
-        let key = key(task, spec);
-        let entry = match self.find(key) {
+    pub fn enter(&self, task: usize, func: u32, frame: usize) -> Enter {
+        let entry = match self.find(task, func) {
             Some(e) => e,
             None => {
-                let claimed = self.window(key).find(|e| {
-                    e.key
-                        .compare_exchange(0, key, Ordering::AcqRel, Ordering::Relaxed)
+                let claimed = self.window(task, func).find(|e| {
+                    e.task
+                        .compare_exchange(0, task, Ordering::AcqRel, Ordering::Relaxed)
                         .is_ok()
                 });
                 let Some(e) = claimed else {
                     return Enter::Full;
                 };
+                self.claimed.fetch_add(1, Ordering::Relaxed);
+                e.func.store(func, Ordering::Relaxed);
                 e.depth.store(0, Ordering::Relaxed);
                 e.innermost.store(0, Ordering::Relaxed);
                 e.dropped.store(0, Ordering::Relaxed);
@@ -157,8 +160,8 @@ impl TaskTable {
     }
 
     /// A tracked call ends; `link` is what its entry returned.
-    pub fn exit(&self, task: usize, spec: u8, link: CallLink) {
-        let Some(entry) = self.find(key(task, spec)) else {
+    pub fn exit(&self, task: usize, func: u32, link: CallLink) {
+        let Some(entry) = self.find(task, func) else {
             return;
         };
         let depth = entry.depth.load(Ordering::Relaxed).saturating_sub(1);
@@ -167,13 +170,18 @@ impl TaskTable {
             .innermost
             .store(link.prev_innermost, Ordering::Relaxed);
         if depth == 0 {
-            entry.key.store(0, Ordering::Release);
+            self.release(entry);
         }
     }
 
-    /// The active hooked calls of spec's function in `task`.
-    pub fn active(&self, task: usize, spec: u8) -> Active {
-        self.find(key(task, spec)).map_or(
+    fn release(&self, entry: &TaskEntry) {
+        entry.task.store(0, Ordering::Release);
+        self.claimed.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// The active hooked calls of function `func` in `task`.
+    pub fn active(&self, task: usize, func: u32) -> Active {
+        self.find(task, func).map_or(
             Active {
                 count: 0,
                 innermost: 0,
@@ -187,18 +195,23 @@ impl TaskTable {
 
     /// Notes that `frame` was not armed for lack of a slot; true the first
     /// time for that frame (a probe in a loop hits once per iteration).
-    pub fn note_dropped(&self, task: usize, spec: u8, frame: usize) -> bool {
-        match self.find(key(task, spec)) {
+    pub fn note_dropped(&self, task: usize, func: u32, frame: usize) -> bool {
+        match self.find(task, func) {
             Some(e) => e.dropped.swap(frame, Ordering::Relaxed) != frame,
             None => true,
         }
     }
 
-    /// `task` exits: its calls never return.
+    /// `task` exits: its calls never return. Runs in `task`, the only
+    /// writer of its entries; a sweep's many functions make a scan of the
+    /// whole table simpler than probing a window per function.
     pub fn forget_task(&self, task: usize) {
-        for spec in 0..MAX_SPECS as u8 {
-            if let Some(e) = self.find(key(task, spec)) {
-                e.key.store(0, Ordering::Release);
+        if self.claimed.load(Ordering::Relaxed) == 0 {
+            return;
+        }
+        for e in &self.entries {
+            if e.task.load(Ordering::Relaxed) == task {
+                self.release(e);
             }
         }
     }
@@ -206,15 +219,16 @@ impl TaskTable {
     /// Forgets everything (a new configuration: nothing is hooked).
     pub fn clear(&self) {
         for e in &self.entries {
-            e.key.store(0, Ordering::Release);
+            e.task.store(0, Ordering::Release);
         }
+        self.claimed.store(0, Ordering::Relaxed);
     }
 
     /// Entries in use (for /proc/kstackwatch).
     pub fn in_use(&self) -> usize {
         self.entries
             .iter()
-            .filter(|e| e.key.load(Ordering::Relaxed) != 0)
+            .filter(|e| e.task.load(Ordering::Relaxed) != 0)
             .count()
     }
 }
@@ -308,7 +322,7 @@ mod tests {
         let mut probe = base;
         while tasks.len() < WINDOW + 1 {
             probe += 8;
-            if home(key(probe, 0)) == home(key(base, 0)) {
+            if home(probe, 0) == home(base, 0) {
                 tasks.push(probe);
             }
         }
