@@ -253,14 +253,14 @@ fn prepare(
         Shared::new(FuncIndex::new(&refs).map_err(|_| no_memory())?).map_err(|_| no_memory())?;
     drop(refs);
     // SAFETY: the fprobe is dropped before the index (field order).
-    let fprobe =
-        unsafe { Fprobe::create(funcs.get().starts(), funcs.as_ptr().cast()) }.map_err(|e| {
-            let err = WatchError::Probe {
-                errno: -e.errno,
-                offset: None,
-            };
-            fail(err.errno(), ApplyProblem::Watch(err))
-        })?;
+    let registered = unsafe { Fprobe::create(funcs.get().starts(), funcs.as_ptr().cast()) };
+    let fprobe = registered.map_err(|e| {
+        let err = WatchError::Probe {
+            errno: -e.errno,
+            offset: None,
+        };
+        fail(err.errno(), ApplyProblem::Watch(err))
+    })?;
     let mut text = KVec::with_capacity(names.len(), GFP_KERNEL).map_err(|_| no_memory())?;
     text.extend_from_slice(names, GFP_KERNEL)
         .map_err(|_| no_memory())?;
