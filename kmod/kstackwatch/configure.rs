@@ -141,7 +141,7 @@ fn prepare(
     state: &ConfigState,
     generation: u32,
     index: usize,
-    names: &[u8],
+    text: &[u8],
     input: &[u8],
     config: &Config,
 ) -> Result<ActiveSpec, ApplyError> {
@@ -160,12 +160,19 @@ fn prepare(
     };
     let mut planned: KVec<Shared<Watch>> = KVec::new();
     let mut skipped: KVec<(FuncName, WatchError)> = KVec::new();
+    // The parser validated every name.
+    let mut names: KVec<FuncName> = KVec::new();
     for raw in config.functions(index, input) {
-        // The parser validated every name.
-        let Ok(name) = FuncName::new(raw) else {
-            continue;
-        };
-        let outcome = watch::plan(index as u8, generation, spec, &name, cached).and_then(|w| {
+        if let Ok(name) = FuncName::new(raw) {
+            names.push(name, GFP_KERNEL).map_err(|_| no_memory())?;
+        }
+    }
+    let functions = glue::lookup_functions(names.iter()).map_err(|_| no_memory())?;
+    for (name, function) in names.into_iter().zip(functions) {
+        let outcome = function
+            .map_err(watch::lookup_error)
+            .and_then(|f| watch::plan(index as u8, generation, spec, f, cached));
+        let outcome = outcome.and_then(|w| {
             if sweep && !has_ftrace_entry(&w.code) {
                 Err(WatchError::Probe {
                     errno: errno::EINVAL,
@@ -261,8 +268,8 @@ fn prepare(
         };
         fail(err.errno(), ApplyProblem::Watch(err))
     })?;
-    let mut text = KVec::with_capacity(names.len(), GFP_KERNEL).map_err(|_| no_memory())?;
-    text.extend_from_slice(names, GFP_KERNEL)
+    let mut list = KVec::with_capacity(text.len(), GFP_KERNEL).map_err(|_| no_memory())?;
+    list.extend_from_slice(text, GFP_KERNEL)
         .map_err(|_| no_memory())?;
     Ok(ActiveSpec {
         fprobe: Some(fprobe),
@@ -271,7 +278,7 @@ fn prepare(
         watches,
         index: index as u8,
         spec: *spec,
-        names: text,
+        names: list,
         skipped,
     })
 }

@@ -42,8 +42,14 @@ pub(crate) struct SeqFile {
 }
 
 unsafe extern "C" {
-    /// `func` is NUL-terminated; process context.
-    pub(crate) fn ksw_lookup_function(func: *const c_char, sym: *mut Symbol) -> c_int;
+    /// `names` holds `n` NUL-terminated names back to back; `syms` and
+    /// `errs` have room for `n`; process context.
+    pub(crate) fn ksw_lookup_functions(
+        names: *const c_char,
+        n: u32,
+        syms: *mut Symbol,
+        errs: *mut c_int,
+    );
     /// `buf` is writable for `len` bytes; any `addr` (read without faulting).
     pub(crate) fn ksw_read_text(addr: usize, buf: *mut u8, len: usize) -> bool;
 

@@ -10,7 +10,7 @@ use core::ptr::NonNull;
 use kernel::bindings::pt_regs;
 use kernel::prelude::*;
 
-use crate::ksw_core::config::{FuncName, MAX_FUNC_NAME};
+use crate::ksw_core::config::FuncName;
 use crate::ksw_core::events::{ArmRecord, DisarmRecord, HitRecord, COMM_LEN};
 
 #[path = "ffi.rs"]
@@ -101,18 +101,45 @@ fn empty_symbol() -> ffi::Symbol {
     }
 }
 
-/// Resolves "name" or "module:name"; Err(errno) as the kernel gave it.
-pub(crate) fn lookup_function(func: &FuncName) -> Result<Function, c_int> {
-    let mut name = [0u8; MAX_FUNC_NAME + 1];
-    name[..func.as_bytes().len()].copy_from_slice(func.as_bytes());
-    let mut sym = empty_symbol();
-    // SAFETY: `name` is NUL-terminated (a FuncName has at most MAX_FUNC_NAME
-    // bytes, none of them NUL); `sym` is a valid local; process context
-    // (configuration writes).
-    match unsafe { ffi::ksw_lookup_function(name.as_ptr().cast(), &mut sym) } {
-        0 => Ok(Function::from_symbol(&sym)),
-        err => Err(err),
+/// Resolves many names at once (one RCU grace period for all, not one
+/// each): a result per name, in order; Err(errno) as the kernel gave it.
+pub(crate) fn lookup_functions<'a>(
+    names: impl Iterator<Item = &'a FuncName> + Clone,
+) -> Result<KVec<Result<Function, c_int>>, kernel::alloc::AllocError> {
+    let mut text = KVVec::new();
+    let mut n = 0usize;
+    for name in names.clone() {
+        text.extend_from_slice(name.as_bytes(), GFP_KERNEL)?;
+        text.push(0, GFP_KERNEL)?;
+        n += 1;
     }
+    let mut syms = KVVec::with_capacity(n, GFP_KERNEL)?;
+    let mut errs = KVVec::from_elem(0 as c_int, n, GFP_KERNEL)?;
+    for _ in 0..n {
+        syms.push(empty_symbol(), GFP_KERNEL)?;
+    }
+    // SAFETY: `text` holds `n` NUL-terminated names (a FuncName has no
+    // NUL); `syms` and `errs` have `n` elements; process context.
+    unsafe {
+        ffi::ksw_lookup_functions(
+            text.as_ptr().cast(),
+            n as u32,
+            syms.as_mut_ptr(),
+            errs.as_mut_ptr(),
+        )
+    };
+    let mut out = KVec::with_capacity(n, GFP_KERNEL)?;
+    for (sym, &err) in syms.iter().zip(errs.iter()) {
+        out.push(
+            if err == 0 {
+                Ok(Function::from_symbol(sym))
+            } else {
+                Err(err)
+            },
+            GFP_KERNEL,
+        )?;
+    }
+    Ok(out)
 }
 
 /// Copies machine code at `addr` into `buf`.

@@ -35,8 +35,9 @@ struct ksw_symbol {
 
 /* ---- ksw_probes.c: probes and the current task ---------------------- */
 
-/* Resolve "name" or "module:name" to the function it names. */
-int ksw_lookup_function(const char *func, struct ksw_symbol *sym);
+/* Resolve @n names ("name" or "module:name", NUL-terminated, back to back). */
+void ksw_lookup_functions(const char *names, u32 n, struct ksw_symbol *syms,
+			  int *errs);
 /* Copy machine code (before any probe of ours is in it). */
 bool ksw_read_text(unsigned long addr, u8 *buf, size_t len);
 

@@ -92,21 +92,42 @@ static bool ksw_parse_symbol(unsigned long addr, struct ksw_symbol *sym)
 	return true;
 }
 
-int ksw_lookup_function(const char *func, struct ksw_symbol *sym)
+/*
+ * Resolve many names at once: one disabled kprobe each (kallsyms has no
+ * exported lookup; a kprobe resolves "name" and "module:name"), then one
+ * batch unregistration, which waits for an RCU grace period once instead
+ * of once per name (seconds for a sweep's thousand functions). @names is
+ * @n NUL-terminated strings back to back ("name" or "module:name");
+ * errs[i] is 0 or the error.
+ */
+void ksw_lookup_functions(const char *names, u32 n, struct ksw_symbol *syms,
+			  int *errs)
 {
-	struct kprobe kp = {
-		.symbol_name = func,
-		.flags = KPROBE_FLAG_DISABLED,
-	};
-	int ret;
+	struct kprobe *kps, **regd;
+	u32 i, nr = 0;
 
-	/* A disabled kprobe resolves the name (module:name too) and writes no code. */
-	ret = register_kprobe(&kp);
-	if (ret)
-		return ret;
-	ret = ksw_parse_symbol((unsigned long)kp.addr, sym) ? 0 : -ENOENT;
-	unregister_kprobe(&kp);
-	return ret;
+	kps = kvcalloc(n, sizeof(*kps), GFP_KERNEL);
+	regd = kvcalloc(n, sizeof(*regd), GFP_KERNEL);
+	if (!kps || !regd) {
+		kvfree(kps);
+		kvfree(regd);
+		for (i = 0; i < n; i++)
+			errs[i] = -ENOMEM;
+		return;
+	}
+	for (i = 0; i < n; i++, names += strlen(names) + 1) {
+		kps[i].symbol_name = names;
+		kps[i].flags = KPROBE_FLAG_DISABLED;
+		errs[i] = register_kprobe(&kps[i]);
+		if (errs[i])
+			continue;
+		regd[nr++] = &kps[i];
+		if (!ksw_parse_symbol((unsigned long)kps[i].addr, &syms[i]))
+			errs[i] = -ENOENT;
+	}
+	unregister_kprobes(regd, nr);
+	kvfree(regd);
+	kvfree(kps);
 }
 
 bool ksw_read_text(unsigned long addr, u8 *buf, size_t len)

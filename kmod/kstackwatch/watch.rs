@@ -11,7 +11,7 @@ use core::sync::atomic::{AtomicU64, Ordering};
 use kernel::prelude::*;
 
 use crate::glue::{self, Function};
-use crate::ksw_core::config::{errno, FuncName, Spec, WatchTarget};
+use crate::ksw_core::config::{errno, Spec, WatchTarget};
 use crate::ksw_core::frame::Target;
 use crate::ksw_core::layout::{
     self, ArmProbe, CanaryStore, CfaRule, Entry, LayoutError, Rel, ReleasePoint,
@@ -23,7 +23,6 @@ pub(crate) const MAX_RELEASE_POINTS: usize = 32;
 const MAX_FUNCTION_SIZE: usize = 64 * 1024;
 
 const ENOMEM: i32 = 12;
-const ENOENT: i32 = 2;
 const EIO: i32 = 5;
 const EILSEQ: i32 = 84;
 const EOPNOTSUPP: i32 = 95;
@@ -151,6 +150,14 @@ impl FuncIndex {
     }
 }
 
+/// What a failed name lookup means.
+pub(crate) fn lookup_error(errno: i32) -> WatchError {
+    match -errno {
+        ENOMEM => WatchError::NoMemory,
+        e => WatchError::NotFound(e),
+    }
+}
+
 /// Why a spec cannot be watched.
 pub(crate) enum WatchError {
     NoMemory,
@@ -256,14 +263,9 @@ pub(crate) fn plan<'c>(
     index: u8,
     generation: u32,
     spec: &Spec,
-    name: &FuncName,
+    function: Function,
     cached: impl Fn(usize) -> Option<&'c [u8]>,
 ) -> Result<Watch, WatchError> {
-    let function = glue::lookup_function(name).map_err(|e| match -e {
-        ENOENT => WatchError::NotFound(ENOENT),
-        ENOMEM => WatchError::NoMemory,
-        e => WatchError::NotFound(e),
-    })?;
     let code = code_of(&function, cached(function.start))?;
     let mut work = KVVec::from_elem(Entry::EMPTY, code.len().max(1), GFP_KERNEL)
         .map_err(|_| WatchError::NoMemory)?;
