@@ -25,6 +25,7 @@ use crate::ksw_core::events::DisarmReason;
 use crate::ksw_core::frame::Target;
 use crate::ksw_core::layout::RegAddr;
 use crate::ksw_core::slots::MAX_SLOTS;
+use crate::ksw_core::sort;
 use crate::state::{self, ARM_LOCAL_NS, ARM_WINDOW_NS, COUNTERS, DISARM_LOCAL_NS, SLOTS, TASKS};
 use crate::watch::{self, FuncIndex, Watch, WatchError, MAX_RELEASE_POINTS};
 
@@ -194,7 +195,7 @@ fn prepare(
     }
     // By address: the function index is searched by the fprobe's entry ip;
     // a function listed twice is watched once.
-    planned.sort_unstable_by_key(|w| w.get().function.start);
+    sort::sort_by_key(&mut planned, |w| w.get().function.start);
 
     let mut watches: KVec<Shared<Watch>> = KVec::new();
     let mut kprobes: KVec<Kprobes> = KVec::new();
@@ -519,7 +520,7 @@ fn describe_spec(out: &mut impl Write, spec: &ActiveSpec) -> fmt::Result {
             break;
         }
     }
-    order.sort_unstable_by_key(|w| {
+    sort::sort_by_key(&mut order, |w| {
         let (_, a, h) = w.stats.get();
         (core::cmp::Reverse(h), core::cmp::Reverse(a))
     });

@@ -22,6 +22,8 @@ pub mod layout;
 pub mod sample;
 /// The hardware slot table.
 pub mod slots;
+/// A heap sort core's sorts cannot replace in the module (objtool).
+pub mod sort;
 /// Counters and histograms.
 pub mod stats;
 /// Per-task call depth.

@@ -121,6 +121,11 @@ pub enum SpEffect {
     Realign(u32),
     /// `ret [imm16]`: `sp += 8 + imm16`.
     Ret(i32),
+    /// `mov %reg,%rsp` (ModRM number): restores a copy taken earlier by
+    /// `mov %rsp,%reg`. Followed only where it leaves sp where it was
+    /// (clang's `"+r"(current_stack_pointer)` around an inline-asm call):
+    /// never a release point.
+    FromReg(u8),
     /// Some other write to `%rsp`.
     Unknown,
 }
@@ -135,7 +140,7 @@ impl SpEffect {
             SpEffect::Add(n) | SpEffect::Ret(n) => sp.checked_add_signed(i64::from(n)),
             SpEffect::FromBp(d) => bp.checked_add_signed(i64::from(d)),
             SpEffect::Realign(align) => Some(sp & !(u64::from(align).wrapping_sub(1))),
-            SpEffect::Unknown => None,
+            SpEffect::FromReg(_) | SpEffect::Unknown => None,
         }
     }
 
@@ -144,7 +149,9 @@ impl SpEffect {
         match self {
             SpEffect::Add(n) => n > 0,
             SpEffect::FromBp(_) | SpEffect::Ret(_) => true,
-            SpEffect::None | SpEffect::Realign(_) | SpEffect::Unknown => false,
+            SpEffect::None | SpEffect::Realign(_) | SpEffect::FromReg(_) | SpEffect::Unknown => {
+                false
+            }
         }
     }
 }
@@ -393,6 +400,9 @@ pub struct Entry {
     /// path runs off the end of the function, that call did not return
     /// (the bytes after `call __stack_chk_fail` are padding).
     last_call: Option<u32>,
+    /// A register holding a copy of sp (`mov %rsp,%reg`) on every path
+    /// here, and that sp.
+    copy: Option<SpCopy>,
     /// This call (or ud2) is treated as not returning.
     noreturn: bool,
     /// Some branch in the function targets this instruction.
@@ -406,9 +416,17 @@ impl Entry {
         before: None,
         taint: None,
         last_call: None,
+        copy: None,
         noreturn: false,
         jump_target: false,
     };
+}
+
+/// `reg` holds the stack pointer as it was at `sp` (as objtool tracks it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct SpCopy {
+    reg: u8,
+    sp: Rel,
 }
 
 /// Where control goes after one instruction.
@@ -427,8 +445,9 @@ enum Next {
     /// Jumps through a register or memory: a tail call if the frame is
     /// released, else a jump table this analysis cannot follow.
     IndirectJump,
-    /// Ends the path (`hlt`).
-    Stop,
+    /// `hlt`: resumes at the next instruction after an interrupt; ends
+    /// the path only at the end of the function.
+    Halt,
 }
 
 /// One instruction's effect, decoded once.
@@ -529,7 +548,7 @@ fn mark_jump_targets(code: &[u8], entries: &mut [Entry]) -> Result<(), LayoutErr
 }
 
 /// An edge to follow: target index, taint and last call (see [`Entry`]).
-type Edge = (usize, Option<u32>, Option<u32>);
+type Edge = (usize, Option<u32>, Option<u32>, Option<SpCopy>);
 
 enum Failure {
     Fatal(LayoutError),
@@ -552,6 +571,7 @@ fn propagate(code: &[u8], entries: &mut [Entry]) -> Result<Option<Realign>, Fail
         e.before = None;
         e.taint = None;
         e.last_call = None;
+        e.copy = None;
     }
     let mut realign: Option<Realign> = None;
     let Some(first) = entries.first_mut() else {
@@ -570,7 +590,17 @@ fn propagate(code: &[u8], entries: &mut [Entry]) -> Result<Option<Realign>, Fail
             };
             let off = entries[i].off;
             let insn = decode_at(code, off)?;
-            let step = step_of(&insn, off)?;
+            let step = match step_of(&insn, off) {
+                Ok(step) => step,
+                Err(LayoutError::PatchedText { .. }) if is_padding_after_call(code, entries, i) => {
+                    // `call __stack_chk_fail` (or another call that does not
+                    // return) followed by the int3 fill up to the next
+                    // symbol: the call does not return.
+                    entries[i - 1].noreturn = true;
+                    return Err(Failure::Retry { off });
+                }
+                Err(e) => return Err(e.into()),
+            };
             if let SpEffect::Realign(align) = step.sp {
                 let Rel::Cfa(from) = regs.sp else {
                     return Err(LayoutError::UnknownStackPointer { off }.into());
@@ -581,8 +611,10 @@ fn propagate(code: &[u8], entries: &mut [Entry]) -> Result<Option<Realign>, Fail
                 }
                 realign = Some(this);
             }
-            let after = apply(regs, step);
+            let copy = entries[i].copy;
+            let after = apply(regs, copy, step);
             let (taint, last_call) = (entries[i].taint, entries[i].last_call);
+            let copy = copy_after(&insn, regs, copy);
             // Running off the end after a call means the call did not
             // return: retry without its fall-through.
             let off_end =
@@ -600,7 +632,12 @@ fn propagate(code: &[u8], entries: &mut [Entry]) -> Result<Option<Realign>, Fail
                     if fall >= entries.len() {
                         return Err(off_end(entries));
                     }
-                    targets[0] = Some((fall, taint, last_call));
+                    targets[0] = Some((fall, taint, last_call, copy));
+                }
+                Next::Halt => {
+                    if fall < entries.len() {
+                        targets[0] = Some((fall, taint, last_call, copy));
+                    }
                 }
                 Next::CallFall => {
                     // A call at the very end falls into the next function:
@@ -608,14 +645,14 @@ fn propagate(code: &[u8], entries: &mut [Entry]) -> Result<Option<Realign>, Fail
                     if !entries[i].noreturn && fall < entries.len() {
                         let suspicious = entries[fall].jump_target;
                         let taint = if suspicious { Some(i as u32) } else { taint };
-                        targets[0] = Some((fall, taint, Some(i as u32)));
+                        targets[0] = Some((fall, taint, Some(i as u32), copy));
                     }
                 }
                 Next::Jump(t) | Next::Cond(t) => {
                     if (0..code.len() as i64).contains(&t) {
                         let t = index_of(entries, t)
                             .ok_or(LayoutError::BranchIntoInstruction { off })?;
-                        targets[0] = Some((t, taint, last_call));
+                        targets[0] = Some((t, taint, last_call, copy));
                     } else if after.sp != Rel::Cfa(-8) {
                         return Err(LayoutError::SplitPart {
                             off,
@@ -627,7 +664,7 @@ fn propagate(code: &[u8], entries: &mut [Entry]) -> Result<Option<Realign>, Fail
                         if fall >= entries.len() {
                             return Err(off_end(entries));
                         }
-                        targets[1] = Some((fall, taint, last_call));
+                        targets[1] = Some((fall, taint, last_call, copy));
                     }
                 }
                 Next::Exit => {
@@ -640,13 +677,12 @@ fn propagate(code: &[u8], entries: &mut [Entry]) -> Result<Option<Realign>, Fail
                         return Err(LayoutError::IndirectJump { off }.into());
                     }
                 }
-                Next::Stop => {}
             }
-            for (t, taint, last_call) in targets.into_iter().flatten() {
+            for (t, taint, last_call, copy) in targets.into_iter().flatten() {
                 if !after.sp.is_known() {
                     return Err(LayoutError::UnknownStackPointer { off }.into());
                 }
-                changed |= merge(entries, t, after, taint, last_call)?;
+                changed |= merge(entries, t, (after, copy), taint, last_call)?;
             }
         }
     }
@@ -657,7 +693,7 @@ fn propagate(code: &[u8], entries: &mut [Entry]) -> Result<Option<Realign>, Fail
 fn merge(
     entries: &mut [Entry],
     t: usize,
-    regs: Regs,
+    (regs, copy): (Regs, Option<SpCopy>),
     taint: Option<u32>,
     last_call: Option<u32>,
 ) -> Result<bool, Failure> {
@@ -666,17 +702,24 @@ fn merge(
         entries[t].before = Some(regs);
         entries[t].taint = taint;
         entries[t].last_call = last_call;
+        entries[t].copy = copy;
         return Ok(true);
     };
     if old.sp == regs.sp {
-        if old.bp == regs.bp || old.bp == Rel::Unknown {
-            return Ok(false);
+        // Both only ever move towards "unknown", so the loop ends.
+        let mut changed = false;
+        if old.bp != regs.bp && old.bp != Rel::Unknown {
+            entries[t].before = Some(Regs {
+                sp: old.sp,
+                bp: Rel::Unknown,
+            });
+            changed = true;
         }
-        entries[t].before = Some(Regs {
-            sp: old.sp,
-            bp: Rel::Unknown,
-        });
-        return Ok(true);
+        if entries[t].copy.is_some() && entries[t].copy != copy {
+            entries[t].copy = None;
+            changed = true;
+        }
+        return Ok(changed);
     }
     // Different stack pointers: one side came through a call that does
     // not return, or the function is beyond this analysis.
@@ -696,9 +739,13 @@ fn merge(
     }
 }
 
-fn apply(regs: Regs, step: Step) -> Regs {
+fn apply(regs: Regs, copy: Option<SpCopy>, step: Step) -> Regs {
     let sp = match step.sp {
         SpEffect::None => regs.sp,
+        SpEffect::FromReg(reg) => match copy {
+            Some(c) if c.reg == reg && c.sp == regs.sp => regs.sp,
+            _ => Rel::Unknown,
+        },
         SpEffect::Add(n) | SpEffect::Ret(n) => regs.sp.plus(n),
         SpEffect::FromBp(d) => regs.bp.plus(d),
         SpEffect::Realign(_) => match regs.sp {
@@ -715,13 +762,50 @@ fn apply(regs: Regs, step: Step) -> Regs {
     Regs { sp, bp }
 }
 
+/// The register copy of sp after `insn`: a new one for `mov %rsp,%reg`,
+/// none once the register may have been written.
+fn copy_after(insn: &Insn, regs: Regs, copy: Option<SpCopy>) -> Option<SpCopy> {
+    if let (Some(m), true, false) = (insn.modrm, rex_w(insn), insn.vex) {
+        let copied = match (insn.map, insn.opcode) {
+            (Map::Primary, 0x89) if m.mode == 3 && m.reg == RSP => Some(m.rm),
+            (Map::Primary, 0x8b) if m.mode == 3 && m.rm == RSP => Some(m.reg),
+            _ => None,
+        };
+        if let Some(reg) = copied.filter(|&r| r != RSP && r != RBP) {
+            return regs.sp.is_known().then_some(SpCopy { reg, sp: regs.sp });
+        }
+    }
+    copy.filter(|c| !may_write(insn, c.reg))
+}
+
+/// The int3 at `entries[i]` starts the fill after a call, up to the end of
+/// the symbol (kallsyms sizes a function up to the next one).
+fn is_padding_after_call(code: &[u8], entries: &[Entry], i: usize) -> bool {
+    let Some(prev) = i.checked_sub(1).and_then(|p| entries.get(p)) else {
+        return false;
+    };
+    let call_fall = decode_at(code, prev.off)
+        .and_then(|insn| next_of(&insn, prev.off))
+        .is_ok_and(|next| next == Next::CallFall);
+    call_fall
+        && !prev.noreturn
+        && code
+            .get(entries[i].off as usize..)
+            .is_some_and(|rest| rest.iter().all(|&b| b == 0xcc))
+}
+
 /// Checks the ways out: every exit is reached (none hides behind a static
 /// branch), and counts them.
 fn check_exits(code: &[u8], entries: &[Entry]) -> Result<u32, LayoutError> {
     let mut exits = 0;
     for e in entries {
         let insn = decode_at(code, e.off)?;
-        let step = step_of(&insn, e.off)?;
+        let step = match step_of(&insn, e.off) {
+            Ok(step) => step,
+            // Unreached int3 fill or other non-code: not a way out.
+            Err(_) if e.before.is_none() => continue,
+            Err(err) => return Err(err),
+        };
         let leaves = match step.next {
             Next::Exit | Next::IndirectJump => true,
             Next::Jump(t) | Next::Cond(t) => !(0..code.len() as i64).contains(&t),
@@ -945,6 +1029,16 @@ fn modrm_writes(insn: &Insn) -> Writes {
             }
             0xb0 | 0xc0 => byte(RM),
             0xb1 | 0xc1 => BOTH,
+            // Group 15: rdfsbase/rdgsbase write r/m; the fences (lfence,
+            // which alternatives patch in, mfence, sfence), wr*base and
+            // the memory forms (fxsave, clflush, ...) write no register.
+            0xae => {
+                if insn.modrm.is_some_and(|m| m.mode == 3) && group <= 1 {
+                    RM
+                } else {
+                    NONE
+                }
+            }
             _ => BOTH,
         },
         _ => BOTH,
@@ -1015,7 +1109,7 @@ fn next_of(insn: &Insn, off: u32) -> Result<Next, LayoutError> {
         Flow::Ret => Next::Exit,
         Flow::IndirectJump => Next::IndirectJump,
         Flow::Int3 => return Err(LayoutError::PatchedText { off }),
-        Flow::Halt => Next::Stop,
+        Flow::Halt => Next::Halt,
         Flow::Other => return Err(LayoutError::UnsupportedFlow { off }),
     })
 }
@@ -1032,9 +1126,7 @@ fn stack_effect(insn: &Insn) -> (SpEffect, BpEffect) {
         None
     } else {
         match (insn.map, insn.opcode) {
-            (Map::Primary, 0x50..=0x57 | 0x68 | 0x6a | 0x9c) => Some((push, BpEffect::None)),
-            (Map::Primary, 0xff) if group == 6 => Some((push, BpEffect::None)),
-            (Map::Map0F, 0xa0 | 0xa8) => Some((push, BpEffect::None)),
+            _ if is_push(insn) => Some((push, BpEffect::None)),
             (Map::Primary, 0x58..=0x5f) => {
                 let reg = (insn.opcode & 7) | ((insn.rex & 1) << 3);
                 Some(match reg {
@@ -1097,6 +1189,7 @@ fn stack_effect(insn: &Insn) -> (SpEffect, BpEffect) {
                 match (dest, src, w64) {
                     (RSP, RBP, true) => Some((SpEffect::FromBp(0), BpEffect::None)),
                     (RBP, RSP, true) => Some((SpEffect::None, BpEffect::FromSp(0))),
+                    (RSP, src, true) => Some((SpEffect::FromReg(src), BpEffect::None)),
                     (RSP, _, _) => Some((SpEffect::Unknown, BpEffect::None)),
                     (RBP, _, _) => Some((SpEffect::None, BpEffect::Clobber)),
                     _ => Some((SpEffect::None, BpEffect::None)),
@@ -1172,7 +1265,7 @@ impl<'a> Layout<'a> {
         if step.next != Next::Fall && !ftrace_site {
             return Err(LayoutError::ProbeOnBranch { off });
         }
-        let after = apply(regs, step);
+        let after = apply(regs, entry.copy, step);
         if !after.sp.is_known() {
             return Err(LayoutError::UnknownStackPointer { off });
         }
@@ -1220,6 +1313,10 @@ impl<'a> Layout<'a> {
     /// keeps no frame of its own.
     pub fn prologue_end(&self) -> Option<u32> {
         let mut last_alloc = None;
+        // Past `sub $n,%rsp` (or a realignment), or once the body has
+        // started, a push is an outgoing stack argument, not a save.
+        let mut allocated = false;
+        let mut in_body = false;
         for (i, e) in self.entries.iter().enumerate() {
             let insn = decode_at(self.code, e.off).ok()?;
             let step = step_of(&insn, e.off).ok()?;
@@ -1232,10 +1329,25 @@ impl<'a> Layout<'a> {
                 Next::CallFall if i == 0 || (i == 1 && is_endbr(self.code, 0)) => continue,
                 _ => break,
             }
-            if matches!(step.sp, SpEffect::Add(n) if n < 0)
-                || matches!(step.sp, SpEffect::Realign(_))
-            {
-                last_alloc = Some(e.off);
+            match (pushed_register(&insn), step.sp) {
+                (Some(reg), _) if allocated || in_body || !CALLEE_SAVED.contains(&reg) => break,
+                (Some(_), _) => last_alloc = Some(e.off),
+                (None, SpEffect::Add(n)) if n < 0 => {
+                    if is_push(&insn) {
+                        break;
+                    }
+                    allocated = true;
+                    last_alloc = Some(e.off);
+                }
+                (None, SpEffect::Realign(_)) => {
+                    allocated = true;
+                    last_alloc = Some(e.off);
+                }
+                // `mov %rsp,%rbp` belongs to the prologue, and so do the
+                // endbr and the ftrace nop at the entry.
+                (None, SpEffect::None) if step.bp == BpEffect::FromSp(0) => {}
+                _ if i == 0 || (i == 1 && is_endbr(self.code, 0)) => {}
+                _ => in_body = true,
             }
         }
         last_alloc
@@ -1257,7 +1369,7 @@ impl<'a> Layout<'a> {
             };
             let insn = decode_at(self.code, e.off)?;
             let step = step_of(&insn, e.off)?;
-            let after = apply(regs, step);
+            let after = apply(regs, e.copy, step);
             let leaves = match step.next {
                 Next::Exit | Next::IndirectJump => true,
                 Next::Jump(t) | Next::Cond(t) => !(0..self.code.len() as i64).contains(&t),
@@ -1319,6 +1431,27 @@ impl Rel {
             _ => None,
         }
     }
+}
+
+/// `%rbx`, `%rbp`, `%r12`-`%r15`: what a prologue saves.
+const CALLEE_SAVED: [u8; 6] = [3, RBP, 12, 13, 14, 15];
+
+/// The register `push %reg` saves.
+fn pushed_register(insn: &Insn) -> Option<u8> {
+    (insn.map == Map::Primary && !insn.vex && (0x50..=0x57).contains(&insn.opcode))
+        .then_some((insn.opcode & 7) | ((insn.rex & 1) << 3))
+}
+
+/// Any push: of a register, an immediate, memory or the flags.
+fn is_push(insn: &Insn) -> bool {
+    let group = insn.modrm.map_or(0, |m| m.reg & 7);
+    !insn.vex
+        && match (insn.map, insn.opcode) {
+            (Map::Primary, 0x50..=0x57 | 0x68 | 0x6a | 0x9c) => true,
+            (Map::Primary, 0xff) => group == 6,
+            (Map::Map0F, 0xa0 | 0xa8) => true,
+            _ => false,
+        }
 }
 
 fn is_endbr(code: &[u8], off: u32) -> bool {
@@ -1511,6 +1644,87 @@ mod tests {
             assert_eq!(l.regs_before(7).map(|r| r.sp), Some(Rel::Cfa(-16)));
             assert_eq!(l.regs_before(0xc), None);
         });
+    }
+
+    #[test]
+    fn int3_fill_after_a_final_call_means_it_does_not_return() {
+        // push %rbx; test %edi,%edi; jne 7; pop %rbx; ret; 7: call
+        // __stack_chk_fail; int3 fill up to the next symbol.
+        let code = [
+            0x53, 0x85, 0xff, 0x75, 0x02, 0x5b, 0xc3, 0xe8, 0, 0, 0, 0, 0xcc, 0xcc, 0xcc,
+        ];
+        run(&code, |l| {
+            assert_eq!(l.exits(), 1);
+            assert_eq!(l.regs_before(0xc), None);
+        });
+        // But an int3 with code after it is someone's breakpoint.
+        let patched = [0x53, 0xe8, 0, 0, 0, 0, 0xcc, 0xc3];
+        assert_eq!(error(&patched), LayoutError::PatchedText { off: 6 });
+    }
+
+    #[test]
+    fn unreached_int3_is_not_an_exit() {
+        // ret; int3 (static_call return trampolines: `c3 cc`).
+        run(&[0xc3, 0xcc], |l| assert_eq!(l.exits(), 1));
+    }
+
+    #[test]
+    fn hlt_resumes_at_the_next_instruction() {
+        // push %rbx; hlt; pop %rbx; ret
+        run(&[0x53, 0xf4, 0x5b, 0xc3], |l| {
+            assert_eq!(l.regs_before(2).map(|r| r.sp), Some(Rel::Cfa(-16)));
+            assert_eq!(l.exits(), 1);
+        });
+    }
+
+    #[test]
+    fn a_register_copy_of_sp_may_be_restored_unchanged() {
+        // push %rbx; mov %rsp,%rcx; xor %eax,%eax; call X; mov %rcx,%rsp;
+        // pop %rbx; ret (clang's "+r"(current_stack_pointer) around an
+        // inline-asm call).
+        let code = [
+            0x53, 0x48, 0x89, 0xe1, 0x31, 0xc0, 0xe8, 0, 0, 0, 0, 0x48, 0x89, 0xcc, 0x5b, 0xc3,
+        ];
+        run(&code, |l| {
+            assert_eq!(l.regs_before(0xe).map(|r| r.sp), Some(Rel::Cfa(-16)));
+            assert_eq!(releases(&l, Rel::Cfa(-16)), [(0xe, ReleaseKind::Release(SpEffect::Add(8)))]);
+        });
+        // The copy overwritten (mov $1,%ecx) before the restore: rejected.
+        let clobbered = [
+            0x53, 0x48, 0x89, 0xe1, 0xb9, 1, 0, 0, 0, 0x48, 0x89, 0xcc, 0x5b, 0xc3,
+        ];
+        assert_eq!(error(&clobbered), LayoutError::UnknownStackPointer { off: 9 });
+        // Restored after sp moved (push %rax in between): rejected, it
+        // would raise sp by a copy the module cannot read.
+        let moved = [0x53, 0x48, 0x89, 0xe1, 0x50, 0x48, 0x89, 0xcc, 0x5b, 0xc3];
+        assert_eq!(error(&moved), LayoutError::UnknownStackPointer { off: 5 });
+    }
+
+    #[test]
+    fn lfence_writes_no_register() {
+        // push %rbp; mov %rsp,%rbp; lfence; lea 0(%rbp),%rsp; pop %rbp; ret
+        let code = [
+            0x55, 0x48, 0x89, 0xe5, 0x0f, 0xae, 0xe8, 0x48, 0x8d, 0x65, 0x00, 0x5d, 0xc3,
+        ];
+        run(&code, |l| assert_eq!(l.exits(), 1));
+    }
+
+    #[test]
+    fn the_prologue_ends_before_outgoing_stack_arguments() {
+        // nop5; push %rbp; push %rbx; mov %rdx,%rsi; push %rbx; call X;
+        // add $8,%rsp; pop %rbx; pop %rbp; ret: the second push of %rbx
+        // is an argument (modalias_show's shape).
+        let code = [
+            0x0f, 0x1f, 0x44, 0x00, 0x00, 0x55, 0x53, 0x48, 0x89, 0xd6, 0x53, 0xe8, 0, 0, 0, 0,
+            0x48, 0x83, 0xc4, 0x08, 0x5b, 0x5d, 0xc3,
+        ];
+        run(&code, |l| assert_eq!(l.prologue_end(), Some(6)));
+        // sub $0x18,%rsp; push %rax; call X: the push after the allocation.
+        let code = [
+            0x55, 0x48, 0x83, 0xec, 0x18, 0x50, 0xe8, 0, 0, 0, 0, 0x48, 0x83, 0xc4, 0x20, 0x5d,
+            0xc3,
+        ];
+        run(&code, |l| assert_eq!(l.prologue_end(), Some(1)));
     }
 
     #[test]

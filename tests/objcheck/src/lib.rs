@@ -11,7 +11,15 @@
 //! decoder `Invalid`. Deliberate disagreements are classified as
 //! [`check::Exception`]s and counted apart; anything else is a mismatch.
 //! After any disagreement the walk continues at objdump's next boundary.
+//!
+//! `objcheck layout FILE...` runs the stack layout analysis
+//! (`ksw_core::layout`) on every function and checks it against the
+//! kernel's ORC unwind table (see [`layout`]); `objcheck orc-dump FILE`
+//! prints that table in `objtool --dump=orc`'s format, to diff the parser
+//! against objtool.
 
 pub mod check;
+pub mod layout;
 pub mod objdump;
+pub mod orc;
 pub mod sweep;

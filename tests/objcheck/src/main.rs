@@ -1,11 +1,11 @@
 //! Command line of objcheck, see the library documentation.
 
 use objcheck::check::{check_file, Stats};
-use objcheck::sweep;
+use objcheck::{layout, sweep};
 use std::process::ExitCode;
 use std::time::Instant;
 
-const USAGE: &str = "usage: objcheck insn [--objdump PATH] [--examples N] FILE...\n       objcheck sweep [--objdump PATH] [--examples N] [--random N] [--keep FILE.o]";
+const USAGE: &str = "usage: objcheck insn [--objdump PATH] [--examples N] FILE...\n       objcheck sweep [--objdump PATH] [--examples N] [--random N] [--keep FILE.o]\n       objcheck layout [--objdump PATH] [--examples N] [--threads N] [--kallsyms-size] [--list-rejected] FILE...\n       objcheck orc-dump FILE";
 
 fn main() -> ExitCode {
     match run() {
@@ -26,12 +26,18 @@ fn run() -> Result<bool, String> {
     let mut random = 200_000usize;
     let mut keep = None;
     let mut examples = objcheck::check::MAX_EXAMPLES;
+    let mut threads = 0usize;
+    let mut kallsyms_size = false;
+    let mut list_rejected = false;
     while let Some(a) = args.next() {
         match a.as_str() {
             "--objdump" => objdump = args.next().ok_or(USAGE)?,
             "--random" => random = args.next().and_then(|n| n.parse().ok()).ok_or(USAGE)?,
             "--keep" => keep = Some(args.next().ok_or(USAGE)?),
             "--examples" => examples = args.next().and_then(|n| n.parse().ok()).ok_or(USAGE)?,
+            "--threads" => threads = args.next().and_then(|n| n.parse().ok()).ok_or(USAGE)?,
+            "--kallsyms-size" => kallsyms_size = true,
+            "--list-rejected" => list_rejected = true,
             "-h" | "--help" => {
                 println!("{USAGE}");
                 return Ok(true);
@@ -41,6 +47,38 @@ fn run() -> Result<bool, String> {
         }
     }
     let start = Instant::now();
+    match cmd.as_str() {
+        "layout" => {
+            if files.is_empty() {
+                return Err(USAGE.into());
+            }
+            let opts = layout::Options {
+                objdump,
+                examples,
+                threads,
+                kallsyms_size,
+                list_rejected,
+            };
+            let mut ok = true;
+            for f in &files {
+                let s = layout::check_file(f, &opts)?;
+                print!("{}", s.text(f));
+                ok &= !s.failed();
+            }
+            println!("elapsed {:.1}s", start.elapsed().as_secs_f64());
+            return Ok(ok);
+        }
+        "orc-dump" => {
+            let [f] = files.as_slice() else {
+                return Err(USAGE.into());
+            };
+            let out = std::io::stdout();
+            let mut out = std::io::BufWriter::new(out.lock());
+            layout::dump_orc(f, &mut out)?;
+            return Ok(true);
+        }
+        _ => {}
+    }
     let total = match cmd.as_str() {
         "insn" => {
             if files.is_empty() {
