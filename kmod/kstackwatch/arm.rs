@@ -37,16 +37,20 @@ impl StackReader for CurrentStack {
     }
 }
 
-/// The kprobe post handler at the arming offset.
+/// The arming kprobe's handler (post handler at the probe point, or pre
+/// handler on the next instruction).
 ///
 /// # Safety
 ///
 /// - `owner` is the [`Watch`] the probes were created with; it stays valid
 ///   until they are unregistered, which waits for this handler.
+/// - `arm_kprobe` is the kprobe that fired, registered for as long as
+///   `owner` is valid.
 /// - `regs` is the probe's live register set for the duration of the call.
 #[no_mangle]
 pub(crate) unsafe extern "C" fn ksw_rs_on_arm_probe(
     owner: *const c_void,
+    arm_kprobe: *const c_void,
     regs: *mut pt_regs,
     in_nmi: bool,
 ) {
@@ -76,7 +80,7 @@ pub(crate) unsafe extern "C" fn ksw_rs_on_arm_probe(
     match decision {
         ProbeDecision::Arm { depth, frame } => {
             if sampled(watch) {
-                arm(watch, &regs, task, frame, depth);
+                arm(watch, arm_kprobe as usize, &regs, task, frame, depth);
             } else {
                 COUNTERS.inc(Counter::NotSampled);
             }
@@ -113,7 +117,14 @@ fn frame_of(watch: &Watch, regs: &Regs<'_>) -> Option<usize> {
 
 /// Arms `frame`'s watch. The clock starts here, after the decision: the
 /// non-arming path (every other call) takes no timestamp.
-fn arm(watch: &Watch, regs: &Regs<'_>, task: usize, frame_addr: usize, depth: u32) {
+fn arm(
+    watch: &Watch,
+    arm_kprobe: usize,
+    regs: &Regs<'_>,
+    task: usize,
+    frame_addr: usize,
+    depth: u32,
+) {
     let t0 = glue::now_ns();
     let (sp, bp) = (regs.sp() as usize, regs.bp() as usize);
     let (lo, hi) = glue::current_stack();
@@ -164,6 +175,7 @@ fn arm(watch: &Watch, regs: &Regs<'_>, task: usize, frame_addr: usize, depth: u3
         sp,
         depth,
         probe_ip,
+        arm_kprobe,
         panic_on_catch: watch.spec.panic_on_catch,
         canary,
         arm_value: value,

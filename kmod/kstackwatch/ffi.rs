@@ -84,6 +84,8 @@ unsafe extern "C" {
     /// `p` is live.
     pub(crate) fn ksw_kprobes_missed(p: *mut RawKprobes, arm: *mut u64, release: *mut u64);
     pub(crate) fn ksw_kprobes_optimized(p: *mut RawKprobes) -> bool;
+    /// `kp` is a registered kprobe of ours.
+    pub(crate) fn ksw_kprobe_origin(kp: *const c_void, ip: usize) -> usize;
     /// Sleeps: process context.
     pub(crate) fn ksw_synchronize();
 

@@ -378,6 +378,19 @@ pub(crate) fn read_nofault(addr: usize, len: u8) -> Option<u64> {
     unsafe { ffi::ksw_read_nofault(addr, len, &mut value) }.then_some(value)
 }
 
+/// Where `ip` is in the function's own text, if it lies in the out-of-line
+/// copy the arming kprobe `arm_kprobe` runs its probed instruction from.
+///
+/// # Safety
+///
+/// `arm_kprobe` is a kprobe of ours that stays registered for the call
+/// (an armed slot's kprobe: unregistered only after its slots retire).
+pub(crate) unsafe fn kprobe_origin(arm_kprobe: usize, ip: usize) -> Option<usize> {
+    // SAFETY: the function's contract; the C side reads the copy nofault.
+    let origin = unsafe { ffi::ksw_kprobe_origin(arm_kprobe as *const c_void, ip) };
+    (origin != 0).then_some(origin)
+}
+
 pub(crate) fn in_this_module(ip: usize) -> bool {
     ffi::ksw_in_this_module(ip)
 }

@@ -44,6 +44,10 @@ pub(crate) unsafe extern "C" fn ksw_rs_on_hit(
         (HitClass::ThisModule, _) => return COUNTERS.inc(Counter::SelfHits),
         _ => return COUNTERS.inc(Counter::StaleHits),
     };
+    // SAFETY: an armed slot's kprobe is unregistered only after the slot
+    // retired and handlers like this one drained (see `owner` below).
+    let origin = unsafe { glue::kprobe_origin(a.arm_kprobe, ip) };
+    let writer_ip = origin.unwrap_or(ip);
     let new_value = glue::read_nofault(a.addr, a.len).unwrap_or(0);
     let Some((old_value, _)) = SLOTS.record_hit(slot, a.id, new_value, by_victim) else {
         return COUNTERS.inc(Counter::StaleHits);
@@ -61,7 +65,7 @@ pub(crate) unsafe extern "C" fn ksw_rs_on_hit(
     glue::trace_hit(&HitRecord {
         id: a.id,
         addr: a.addr as u64,
-        writer_ip: ip as u64,
+        writer_ip: writer_ip as u64,
         old_value: old_shown,
         new_value: new_shown,
         probe_ip: a.probe_ip as u64,
@@ -71,10 +75,10 @@ pub(crate) unsafe extern "C" fn ksw_rs_on_hit(
         slot: slot as u8,
         len: a.len,
         context: context as u8,
-        flags: hit::hit_flags(by_victim, old_withheld, new_withheld),
+        flags: hit::hit_flags(by_victim, old_withheld, new_withheld, origin.is_some()),
     });
-    glue::log_hit(a.id, ip, &a.victim_comm, a.victim_pid);
+    glue::log_hit(a.id, writer_ip, &a.victim_comm, a.victim_pid);
     if a.panic_on_catch {
-        glue::panic_caught(a.id, ip, &regs);
+        glue::panic_caught(a.id, writer_ip, &regs);
     }
 }

@@ -21,6 +21,7 @@
 
 #include "ksw_shared.h"
 
+struct kprobe;
 struct pt_regs;
 struct seq_file;
 struct ksw_fprobe;
@@ -67,6 +68,11 @@ struct ksw_kprobes *ksw_kprobes_create(unsigned long start, u32 arm_off,
 /* Unregisters them all in one batch (waits once for running handlers). */
 void ksw_kprobes_destroy_many(struct ksw_kprobes **sets, u32 n);
 void ksw_kprobes_missed(struct ksw_kprobes *p, u64 *arm, u64 *release);
+/*
+ * The original text address of @ip if it lies in @kp's out-of-line copy of
+ * its probed instruction(s), else 0.
+ */
+unsigned long ksw_kprobe_origin(const struct kprobe *kp, unsigned long ip);
 /* Whether the kernel jump-optimized the arming probe (no int3 per call). */
 bool ksw_kprobes_optimized(struct ksw_kprobes *p);
 void ksw_synchronize(void);
@@ -134,7 +140,8 @@ void ksw_seq_write(struct seq_file *m, const u8 *buf, size_t len);
 
 /* ---- implemented in Rust ----------------------------------------------- */
 
-void ksw_rs_on_arm_probe(const void *owner, struct pt_regs *regs, bool in_nmi);
+void ksw_rs_on_arm_probe(const void *owner, const struct kprobe *kp,
+			 struct pt_regs *regs, bool in_nmi);
 void ksw_rs_on_release_probe(const void *owner, u32 index,
 			     struct pt_regs *regs);
 int ksw_rs_on_entry(const void *owner, unsigned long entry_ip,

@@ -20,6 +20,7 @@
 #include <linux/string.h>
 #include <linux/timekeeping.h>
 #include <linux/uaccess.h>
+#include <asm/text-patching.h>
 #include <asm/unwind.h>
 
 #include "ksw_glue.h"
@@ -137,16 +138,96 @@ bool ksw_read_text(unsigned long addr, u8 *buf, size_t len)
 
 /* ----------------------------------------------------------- handlers */
 
+#ifdef CONFIG_OPTPROBES
+/*
+ * The kernel optimizes a probe through an aggregate kprobe that lists ours
+ * (our kprobe's list node is on the aggregate's list): the optimized flag
+ * and the detour buffer are the aggregate's, never ours. Caller holds RCU
+ * (or runs with preemption off).
+ */
+static const struct optimized_kprobe *ksw_optimized(const struct kprobe *kp)
+{
+	struct kprobe *pos;
+
+	list_for_each_entry_rcu(pos, &kp->list, list)
+		if (kprobe_optimized(pos))
+			return container_of(pos, struct optimized_kprobe, kp);
+	return NULL;
+}
+NOKPROBE_SYMBOL(ksw_optimized);
+
+/* Far enough into a detour buffer to pass the optprobe template. */
+#define KSW_OPT_SCAN 512
+
+/*
+ * In a detour buffer the copied instructions end with a jump back to
+ * kp->addr + size; the template before them has no exported length, so
+ * find that jump. Returns the copy's start, or 0.
+ */
+static unsigned long ksw_detour_copy(const struct optimized_kprobe *op)
+{
+	unsigned long buf = (unsigned long)op->optinsn.insn;
+	unsigned long back = (unsigned long)op->kp.addr + op->optinsn.size;
+	unsigned long j;
+
+	for (j = op->optinsn.size; buf && j < KSW_OPT_SCAN; j++) {
+		u8 opcode;
+		s32 rel;
+
+		if (get_kernel_nofault(opcode, (u8 *)(buf + j)) ||
+		    opcode != JMP32_INSN_OPCODE ||
+		    get_kernel_nofault(rel, (s32 *)(buf + j + 1)))
+			continue;
+		if (buf + j + JMP32_INSN_SIZE + rel == back)
+			return buf + j - op->optinsn.size;
+	}
+	return 0;
+}
+NOKPROBE_SYMBOL(ksw_detour_copy);
+#endif
+
+/*
+ * A probed instruction runs after the pre handler from a copy: the
+ * single-step slot (shared with the aggregate kprobe, if any), or, once the
+ * probe is jump-optimized, the detour buffer. A write there traps with ip
+ * just after the writing instruction's copy; returns the matching address
+ * in the original text, or 0.
+ */
+unsigned long ksw_kprobe_origin(const struct kprobe *kp, unsigned long ip)
+{
+	unsigned long slot = (unsigned long)kp->ainsn.insn;
+
+	if (slot && ip > slot && ip <= slot + MAX_INSN_SIZE)
+		return (unsigned long)kp->addr + (ip - slot);
+#ifdef CONFIG_OPTPROBES
+	{
+		const struct optimized_kprobe *op = ksw_optimized(kp);
+		unsigned long copy = op ? ksw_detour_copy(op) : 0;
+
+		if (copy && ip > copy && ip <= copy + op->optinsn.size)
+			return (unsigned long)kp->addr + (ip - copy);
+	}
+#endif
+	return 0;
+}
+NOKPROBE_SYMBOL(ksw_kprobe_origin);
+
 /*
  * Whether the probed code runs in an NMI: an int3 probe's own entry counts
  * as one NMI level; a probe on the ftrace site at the function entry, or a
- * jump-optimized one, adds none.
+ * jump-optimized one, adds none. (While the kernel switches a probe between
+ * int3 and jump, a hit may be taken for an NMI one: it is counted as
+ * nmi_context, not armed.)
  */
 static bool ksw_probed_in_nmi(struct kprobe *kp)
 {
 	unsigned int levels = (preempt_count() & NMI_MASK) >> NMI_SHIFT;
+	bool no_int3 = kprobe_ftrace(kp);
 
-	return levels > (kprobe_ftrace(kp) || kprobe_optimized(kp) ? 0 : 1);
+#ifdef CONFIG_OPTPROBES
+	no_int3 = no_int3 || ksw_optimized(kp);
+#endif
+	return levels > (no_int3 ? 0 : 1);
 }
 NOKPROBE_SYMBOL(ksw_probed_in_nmi);
 
@@ -161,7 +242,7 @@ static void ksw_arm(struct kprobe *kp, struct pt_regs *regs)
 	unsigned long irqflags;
 
 	local_irq_save(irqflags);
-	ksw_rs_on_arm_probe(p->owner, regs, ksw_probed_in_nmi(kp));
+	ksw_rs_on_arm_probe(p->owner, kp, regs, ksw_probed_in_nmi(kp));
 	local_irq_restore(irqflags);
 }
 NOKPROBE_SYMBOL(ksw_arm);
@@ -377,7 +458,16 @@ void ksw_kprobes_missed(struct ksw_kprobes *p, u64 *arm, u64 *release)
 
 bool ksw_kprobes_optimized(struct ksw_kprobes *p)
 {
-	return kprobe_optimized(&p->arm);
+#ifdef CONFIG_OPTPROBES
+	bool optimized;
+
+	rcu_read_lock();
+	optimized = ksw_optimized(&p->arm);
+	rcu_read_unlock();
+	return optimized;
+#else
+	return false;
+#endif
 }
 
 void ksw_synchronize(void)

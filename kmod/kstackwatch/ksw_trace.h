@@ -50,9 +50,10 @@ TRACE_EVENT(ksw_hit,
 
 	TP_fast_assign(KSW_HIT_ASSIGN(rec)),
 
-	TP_printk("id=%llu slot=%u addr=0x%llx len=%u writer=%pS context=%s%s old=%s0x%llx new=%s0x%llx victim=%s/%d writer_comm=%s probe=%pS",
+	TP_printk("id=%llu slot=%u addr=0x%llx len=%u writer=%pS%s context=%s%s old=%s0x%llx new=%s0x%llx victim=%s/%d writer_comm=%s probe=%pS",
 		  __entry->id, __entry->slot, __entry->addr, __entry->len,
 		  (void *)(unsigned long)__entry->writer_ip,
+		  __entry->flags & KSW_HIT_OUT_OF_LINE ? "(out-of-line)" : "",
 		  __print_symbolic(__entry->context, KSW_WRITER_CONTEXTS),
 		  __entry->flags & KSW_HIT_BY_VICTIM ? "/victim" : "",
 		  __entry->flags & KSW_HIT_OLD_CANARY ? "canary/" : "",

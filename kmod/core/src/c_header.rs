@@ -138,6 +138,11 @@ pub fn write(out: &mut impl Write) -> fmt::Result {
     writeln!(out, "#define KSW_HIT_BY_VICTIM {}", flags::HIT_BY_VICTIM)?;
     writeln!(out, "#define KSW_HIT_OLD_CANARY {}", flags::HIT_OLD_CANARY)?;
     writeln!(out, "#define KSW_HIT_NEW_CANARY {}", flags::HIT_NEW_CANARY)?;
+    writeln!(
+        out,
+        "#define KSW_HIT_OUT_OF_LINE {}",
+        flags::HIT_OUT_OF_LINE
+    )?;
     writeln!(out, "#define KSW_DISARM_CANARY {}", flags::DISARM_CANARY)?;
     writeln!(
         out,

@@ -223,6 +223,10 @@ pub mod flags {
     pub const HIT_OLD_CANARY: u8 = 2;
     /// `new_value` is the canary (withheld).
     pub const HIT_NEW_CANARY: u8 = 4;
+    /// The writing instruction is the one the arming kprobe replaced; it
+    /// ran from the kprobe's out-of-line copy, and `writer_ip` is mapped
+    /// back to the function's own text.
+    pub const HIT_OUT_OF_LINE: u8 = 8;
     /// The watch is the stack canary (`arm_value` withheld).
     pub const DISARM_CANARY: u8 = 1;
     /// `exit_value` is the canary, intact (withheld).

@@ -71,8 +71,16 @@ pub fn withhold(value: u64, canary: Option<u64>) -> (u64, bool) {
 }
 
 /// `ksw_hit.flags` for a reported write.
-pub fn hit_flags(by_victim: bool, old_withheld: bool, new_withheld: bool) -> u8 {
+pub fn hit_flags(
+    by_victim: bool,
+    old_withheld: bool,
+    new_withheld: bool,
+    out_of_line: bool,
+) -> u8 {
     let mut f = 0;
+    if out_of_line {
+        f |= flags::HIT_OUT_OF_LINE;
+    }
     if by_victim {
         f |= flags::HIT_BY_VICTIM;
     }
@@ -117,6 +125,7 @@ mod tests {
             sp: 0x1e00,
             depth: 0,
             probe_ip: 0,
+            arm_kprobe: 0,
             panic_on_catch: false,
             canary: false,
             arm_value: 5,
@@ -178,7 +187,7 @@ mod tests {
         assert_eq!(withhold(0x5678, Some(0x1234)), (0x5678, false));
         assert_eq!(withhold(0x1234, None), (0x1234, false));
         assert_eq!(
-            hit_flags(true, true, false),
+            hit_flags(true, true, false, false),
             flags::HIT_BY_VICTIM | flags::HIT_OLD_CANARY
         );
     }

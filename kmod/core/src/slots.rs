@@ -51,6 +51,10 @@ pub struct Armed {
     pub sp: usize,
     pub depth: u32,
     pub probe_ip: usize,
+    /// Opaque handle of the arming kprobe (alive while armed): a write by
+    /// the probed instruction itself runs from the kprobe's out-of-line
+    /// copy, and the hit handler maps that address back.
+    pub arm_kprobe: usize,
     pub panic_on_catch: bool,
     /// The watch is the stack canary: `arm_value` is the task's canary and
     /// must not appear in events.
@@ -107,6 +111,7 @@ struct Slot {
     sp: AtomicUsize,
     depth: AtomicU32,
     probe_ip: AtomicUsize,
+    arm_kprobe: AtomicUsize,
     panic_on_catch: AtomicBool,
     canary: AtomicBool,
     arm_value: AtomicU64,
@@ -136,6 +141,7 @@ impl Slot {
             sp: AtomicUsize::new(0),
             depth: AtomicU32::new(0),
             probe_ip: AtomicUsize::new(0),
+            arm_kprobe: AtomicUsize::new(0),
             panic_on_catch: AtomicBool::new(false),
             canary: AtomicBool::new(false),
             arm_value: AtomicU64::new(0),
@@ -162,6 +168,7 @@ impl Slot {
         self.sp.store(a.sp, r);
         self.depth.store(a.depth, r);
         self.probe_ip.store(a.probe_ip, r);
+        self.arm_kprobe.store(a.arm_kprobe, r);
         self.panic_on_catch.store(a.panic_on_catch, r);
         self.canary.store(a.canary, r);
         self.arm_value.store(a.arm_value, r);
@@ -192,6 +199,7 @@ impl Slot {
             sp: self.sp.load(r),
             depth: self.depth.load(r),
             probe_ip: self.probe_ip.load(r),
+            arm_kprobe: self.arm_kprobe.load(r),
             panic_on_catch: self.panic_on_catch.load(r),
             canary: self.canary.load(r),
             arm_value: self.arm_value.load(r),
@@ -401,6 +409,7 @@ mod tests {
             sp: addr - 64,
             depth: 0,
             probe_ip: 0xffff_ffff_8100_0000,
+            arm_kprobe: 0,
             panic_on_catch: false,
             canary: false,
             arm_value: 0xdead_beef,
