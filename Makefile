@@ -7,7 +7,7 @@ SHELL := /bin/bash
 VM := tests/vm
 KSW_MODULES := --module kmod/kstackwatch/kstackwatch.ko --module kmod/kstackwatch_test/kstackwatch_test.ko
 
-.PHONY: help deps kernel kbuild-dir modules tools host-test fuzz objcheck vm-test check demo bench clean
+.PHONY: help deps kernel kbuild-dir modules tools host-test fuzz objcheck dwarfcheck vm-test check demo bench clean
 
 help:
 	@echo "make deps        install toolchains (apt, bindgen, cargo-fuzz, virtme-ng); idempotent"
@@ -18,6 +18,7 @@ help:
 	@echo "make demo        boot the VM, catch the silent cross-thread corruption, print ksw report"
 	@echo "make check       every test: host cargo tests, a short fuzz run, objcheck, the VM suite"
 	@echo "make objcheck    the x86 decoder and stack-layout analysis against objdump and ORC over vmlinux and the modules"
+	@echo "make dwarfcheck  ksw watch (DWARF) against the marker oracle and llvm-dwarfdump on the built module and vmlinux"
 	@echo "make bench       the cost of watching, side by side (VM + host); builds a KASAN kernel too"
 
 deps:
@@ -54,10 +55,15 @@ fuzz: deps
 objcheck: modules
 	tests/objcheck/run
 
+# ksw watch's probe points and sp offsets from DWARF, against the
+# marker-based oracle (trace-scripts/ksw-probe-point) and llvm-dwarfdump.
+dwarfcheck: modules tools
+	tests/dwarfcheck
+
 vm-test: modules tools
 	tests/run-vm-tests
 
-check: host-test fuzz objcheck vm-test
+check: host-test fuzz objcheck dwarfcheck vm-test
 
 demo: modules tools
 	$(VM)/run $(KSW_MODULES) -- bash trace-scripts/demo-silent.sh

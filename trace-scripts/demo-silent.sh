@@ -18,16 +18,14 @@ TXT
 echo silent >/proc/kstackwatch_test
 cat /proc/kstackwatch_test
 
-step "2. Where to watch, read from the built module"
-probe=$(trace-scripts/ksw-probe-point "$KO" ksw_test_victim)
-fo=$(sed -E 's/.*func_offset=([^ ]+).*/\1/' <<<"$probe")
-so=$(sed -E 's/.*sp_offset=([^ ]+).*/\1/' <<<"$probe")
-echo "victim() fills buf[], calls ksw_test_mark(&buf[8]); the probe goes right after that call:"
-objdump -d --no-show-raw-insn "$KO" | awk '/<ksw_test_victim>:/,/^$/' | grep -B3 -A1 "$(printf '%x:' $((0x$(objdump -d "$KO" | sed -n 's/^\([0-9a-f]*\) <ksw_test_victim>:$/\1/p') + fo)))" | sed 's/^/    /'
-echo "=> func_offset=$fo, sp_offset=$so (the slot is sp+$so at the probe), 8 bytes"
+step "2. Where to watch: by name, from the module's DWARF"
+# The line where victim() starts waiting for the writer: watch buf[8] from there on.
+line=$(grep -n 'ksw_test_victim_wait(r, &buf' kmod/kstackwatch_test/ksw_test_victims.c | cut -d: -f1)
+echo "victim()'s locals and parameters that live in its frame:"
+$KSW watch --module "$KO" --list ksw_test_victim | sed 's/^/    /'
 
-step "3. Watch it"
-echo "fn=ksw_test_victim fo=$fo so=$so wl=8" | tee /proc/kstackwatch
+step "3. Watch buf[8] in ksw_test_victim from ksw_test_victims.c:$line on"
+$KSW watch --module "$KO" --apply ksw_test_victim 'buf[8]' --at "ksw_test_victims.c:$line"
 head -2 /proc/kstackwatch
 
 step "4. Record while the bug happens (call chains + function_graph, mono clock)"

@@ -8,24 +8,26 @@
 #
 # For each watched frame (one ksw_arm id): where and when it was armed, each
 # write caught (ksw_hit: writer comm/pid/cpu and writer ip), and the disarm
-# verdict (clean / hit / silently corrupted, the rule of
-# ksw_core::events::Verdict::of). Then one summary line:
+# verdict (the rule of ksw_core::events::Verdict::of). Then the summary line
+# of `ksw report`, with the same definition (Documentation/ksw.md):
 #
 #   N corruptions of M victims by K writers
 #
-# N: watched frames whose verdict is not clean; M: distinct victim tasks
-# watched; K: distinct writer tasks caught.
+# N: writes into watched frames (the kernel's count, ksw_disarm.hits, for a
+# frame whose disarm is recorded, else the hits recorded) plus frames
+# silently corrupted; M: frames (watch ids) written or silently corrupted;
+# K: distinct writer tasks among the recorded hits.
 #
-# Addresses are named from the kallsyms file in $KSW_KALLSYMS when set (use
-# the traced machine's /proc/kallsyms: perf resolves kernel addresses with
-# the symbols of the machine it runs on, and never module addresses it did
-# not see loaded), else from perf's own symbols for the sample's call chain,
-# else from a readable /proc/kallsyms, else they stay hex.
+# Addresses are named by `ksw symbolize` (the symbolizer of `ksw report` and
+# the plugin: one set of rules) from the kallsyms file in $KSW_KALLSYMS (use
+# the traced machine's /proc/kallsyms), else from /proc/kallsyms. The ksw
+# binary is $KSW, else `ksw` on PATH, else target/{release,debug}/ksw of this
+# checkout. Without it, or without symbols, addresses stay hex.
 
 from __future__ import print_function
 
-import bisect
 import os
+import subprocess
 import sys
 
 if "PERF_EXEC_PATH" in os.environ:
@@ -33,110 +35,88 @@ if "PERF_EXEC_PATH" in os.environ:
         os.environ["PERF_EXEC_PATH"] + "/scripts/python/Perf-Trace-Util/lib/Perf/Trace"
     )
 
-# An offset this large means "in a gap of the table", not "in a function"
-# (same rule as the ksw libtraceevent plugin).
-MAX_FUNCTION_SIZE = 0x40000
-
-REASONS = {0: "return", 1: "task_exit", 2: "teardown"}
+REASONS = {0: "return", 1: "task_exit", 2: "teardown", 3: "backstop"}
+# ksw_disarm.corrupted (ExitState): intact, changed, unknown.
+INTACT, CHANGED, UNKNOWN = 0, 1, 2
+# Flags (kmod/core/src/events.rs).
+ARM_CANARY = 1
+HIT_BY_VICTIM, HIT_OLD_CANARY, HIT_NEW_CANARY = 1, 2, 4
+DISARM_CANARY, DISARM_EXIT_CANARY = 1, 2
+CONTEXTS = {0: "task", 1: "softirq", 2: "hardirq", 3: "nmi"}
 
 
 def verdict(hits, corrupted):
     """ksw_core::events::Verdict::of."""
     if hits > 0:
         return "hit"
-    if corrupted:
+    if corrupted == CHANGED:
         return "silently corrupted"
+    if corrupted == UNKNOWN:
+        return "unknown"
     return "clean"
 
 
-class Kallsyms(object):
-    """Text symbols of a /proc/kallsyms-style file, sorted by address."""
-
-    def __init__(self, path):
-        syms = []
-        with open(path) as f:
-            for line in f:
-                words = line.split()
-                if len(words) < 3 or words[1] not in ("t", "T"):
-                    continue
-                try:
-                    addr = int(words[0], 16)
-                except ValueError:
-                    continue
-                if addr == 0:
-                    continue
-                module = None
-                if len(words) > 3 and words[3].startswith("["):
-                    module = words[3].strip("[]")
-                syms.append((addr, words[2], module))
-        syms.sort(key=lambda s: s[0])
-        self.syms = syms
-        self.addrs = [s[0] for s in syms]
-
-    def __len__(self):
-        return len(self.syms)
-
-    def describe(self, ip, with_module=True):
-        i = bisect.bisect_right(self.addrs, ip)
-        if i == 0 or i == len(self.addrs):
-            return None
-        addr, name, module = self.syms[i - 1]
-        # The first symbol listed at that address.
-        while i - 2 >= 0 and self.addrs[i - 2] == addr:
-            i -= 1
-            addr, name, module = self.syms[i - 1]
-        off = ip - addr
-        if off >= MAX_FUNCTION_SIZE:
-            return None
-        text = name if off == 0 else "%s+%#x" % (name, off)
-        if with_module and module:
-            text += " [%s]" % module
-        return text
-
-
-def load_table():
-    path = os.environ.get("KSW_KALLSYMS")
-    if path:
-        try:
-            return Kallsyms(path), True
-        except (IOError, OSError) as err:
-            sys.stderr.write("ksw-report: cannot read KSW_KALLSYMS=%s: %s\n" % (path, err))
-            return None, True
-    try:
-        table = Kallsyms("/proc/kallsyms")
-    except (IOError, OSError):
-        return None, False
-    return (table if len(table) else None), False
-
-
-TABLE, TABLE_EXPLICIT = load_table()
-
-
-def from_callchain(ip, callchain):
-    """perf's own symbol for ip, if it is a frame of the sample's chain."""
-    for node in callchain or ():
-        if node.get("ip") != ip or "sym" not in node:
-            continue
-        off = node.get("sym_off", ip - node["sym"].get("start", ip))
-        if off >= MAX_FUNCTION_SIZE:
-            return None
-        name = node["sym"]["name"]
-        text = name if off == 0 else "%s+%#x" % (name, off)
-        dso = node.get("dso")
-        if dso and dso != "[kernel.kallsyms]":
-            text += " %s" % dso
-        return text
+def find_ksw():
+    explicit = os.environ.get("KSW")
+    if explicit:
+        return explicit
+    for d in os.environ.get("PATH", "").split(os.pathsep):
+        c = os.path.join(d, "ksw")
+        if d and os.access(c, os.X_OK):
+            return c
+    here = os.path.dirname(os.path.abspath(__file__))
+    for build in ("release", "debug"):
+        c = os.path.join(here, "..", "target", build, "ksw")
+        if os.access(c, os.X_OK):
+            return c
     return None
 
 
-def symbolize(ip, callchain=None, with_module=True):
-    if TABLE_EXPLICIT:
-        text = TABLE.describe(ip, with_module) if TABLE else None
-        return text or "%#x" % ip
-    text = from_callchain(ip, callchain)
-    if text is None and TABLE is not None:
-        text = TABLE.describe(ip, with_module)
-    return text or "%#x" % ip
+ADDRESSES = {}  # (address, is_return) -> name, filled by symbolize_all()
+
+
+def symbolize_all():
+    """Names every address seen, in one `ksw symbolize` call per kind."""
+    ksw = find_ksw()
+    table = os.environ.get("KSW_KALLSYMS") or "/proc/kallsyms"
+    for is_return in (False, True):
+        addrs = sorted(a for a, r in ADDRESSES if r == is_return)
+        if not addrs:
+            continue
+        names = None
+        if ksw:
+            cmd = [ksw, "symbolize", "--kallsyms", table]
+            if is_return:
+                cmd.append("--return")
+            try:
+                p = subprocess.run(cmd, input="\n".join("%#x" % a for a in addrs),
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                   universal_newlines=True)
+                if p.returncode == 0:
+                    names = p.stdout.splitlines()
+                elif os.environ.get("KSW_KALLSYMS"):
+                    sys.stderr.write("ksw-report: %s" % p.stderr)
+            except OSError as err:
+                sys.stderr.write("ksw-report: cannot run %s: %s\n" % (ksw, err))
+        elif os.environ.get("KSW_KALLSYMS"):
+            sys.stderr.write("ksw-report: no ksw binary to name addresses with (set KSW)\n")
+        for i, a in enumerate(addrs):
+            ADDRESSES[(a, is_return)] = names[i] if names and i < len(names) else "%#x" % a
+
+
+def sym(ip, is_return=False):
+    return ADDRESSES.get((ip, is_return), "%#x" % ip)
+
+
+def want(ip, is_return=False):
+    ADDRESSES.setdefault((ip, is_return), None)
+    return ip
+
+
+def extra_fields(rest):
+    """Fields newer modules appended (old recordings lack them), without
+    perf's trailing perf_sample_dict."""
+    return [x for x in rest if not isinstance(x, dict)]
 
 
 def comm_str(value):
@@ -173,9 +153,17 @@ class Frame(object):
             return self.arm["time"]
         return self.first_seen
 
+    def writes(self):
+        """The kernel's count when the disarm is recorded, else the hits."""
+        if self.disarm is not None:
+            return self.disarm["hits"]
+        return len(self.hits)
+
 
 FRAMES = {}
+DONE = []
 WRITERS = set()
+NAMES = {}
 
 
 def frame(watch, when):
@@ -192,45 +180,63 @@ def trace_begin():
 
 def kstackwatch__ksw_arm(event_name, context, common_cpu, common_secs, common_nsecs,
                          common_pid, common_comm, common_callchain, id, probe_ip,
-                         addr, sp, value, depth, slot, spec, len,
-                         perf_sample_dict=None):
+                         addr, sp, value, depth, slot, spec, len, *rest):
+    extra = extra_fields(rest)
+    flags = extra[0] if extra else 0
     when = stamp(common_secs, common_nsecs)
+    old = FRAMES.pop(id, None)
+    if old is not None:
+        # The id is reused (module reloaded): the old frame is done.
+        DONE.append(old)
     f = frame(id, when)
     f.arm = dict(time=when, cpu=common_cpu, pid=common_pid, comm=comm_str(common_comm),
-                 probe=symbolize(probe_ip, common_callchain, with_module=True),
-                 addr=addr, len=len, value=value, slot=slot, depth=depth)
+                 probe=want(probe_ip), addr=addr, len=len, value=value, slot=slot,
+                 depth=depth, canary=bool(flags & ARM_CANARY))
     f.victim_pid = common_pid
     if f.victim_comm is None:
-        f.victim_comm = comm_str(common_comm)
+        f.victim_comm = NAMES.get(common_pid) or comm_str(common_comm)
 
 
 def kstackwatch__ksw_hit(event_name, context, common_cpu, common_secs, common_nsecs,
                          common_pid, common_comm, common_callchain, id, addr,
                          writer_ip, old_value, new_value, probe_ip, victim_pid,
-                         victim_comm, writer_comm, slot, len, perf_sample_dict=None):
+                         victim_comm, writer_comm, slot, len, *rest):
+    extra = extra_fields(rest)
+    ctx = CONTEXTS.get(extra[0]) if extra else None
+    flags = extra[1] if len_(extra) > 1 else 0
     when = stamp(common_secs, common_nsecs)
     f = frame(id, when)
     # The module records the writer's comm itself; perf's comm tracking of
     # kernel threads lags (they show as their parent, kthreadd).
     writer = comm_str(writer_comm) or comm_str(common_comm)
+    NAMES[victim_pid] = comm_str(victim_comm)
     f.hits.append(dict(time=when, cpu=common_cpu, pid=common_pid, comm=writer,
-                       ip=symbolize(writer_ip, common_callchain), addr=addr,
-                       old=old_value, new=new_value))
+                       ip=want(writer_ip), addr=addr, context=ctx,
+                       by_victim=bool(flags & HIT_BY_VICTIM),
+                       old="canary" if flags & HIT_OLD_CANARY else "%#x" % old_value,
+                       new="canary" if flags & HIT_NEW_CANARY else "%#x" % new_value))
     f.victim_pid = victim_pid
     f.victim_comm = comm_str(victim_comm)
     if f.arm is None:
-        f.probe = symbolize(probe_ip, common_callchain)
+        f.probe = want(probe_ip)
     WRITERS.add((common_pid, writer))
+
+
+def len_(seq):
+    return sum(1 for _ in seq)
 
 
 def kstackwatch__ksw_disarm(event_name, context, common_cpu, common_secs, common_nsecs,
                             common_pid, common_comm, common_callchain, id, addr,
-                            arm_value, exit_value, hits, slot, corrupted, reason,
-                            perf_sample_dict=None):
+                            arm_value, exit_value, hits, slot, corrupted, reason, *rest):
+    extra = extra_fields(rest)
+    flags = extra[0] if extra else 0
     when = stamp(common_secs, common_nsecs)
     f = frame(id, when)
-    f.disarm = dict(time=when, addr=addr, arm_value=arm_value, exit_value=exit_value,
-                    hits=hits, corrupted=bool(corrupted),
+    f.disarm = dict(time=when, addr=addr,
+                    arm_value="canary" if flags & DISARM_CANARY else "%#x" % arm_value,
+                    exit_value="canary" if flags & DISARM_EXIT_CANARY else "%#x" % exit_value,
+                    hits=hits, corrupted=corrupted,
                     reason=REASONS.get(reason, "reason %d" % reason))
 
 
@@ -243,39 +249,58 @@ def report_frame(f):
     t0 = f.start()
     if f.arm:
         a = f.arm
-        print("watch %d: victim %s, slot %d, %d bytes at %#x = %#x, armed at %s on cpu %d in %s"
-              % (f.watch, victim, a["slot"], a["len"], a["addr"], a["value"],
-                 fmt_time(a["time"]), a["cpu"], a["probe"]))
+        value = "canary" if a["canary"] else "%#x" % a["value"]
+        print("watch %d: victim %s, slot %d, %d bytes at %#x = %s, armed at %s on cpu %d in %s"
+              % (f.watch, victim, a["slot"], a["len"], a["addr"], value,
+                 fmt_time(a["time"]), a["cpu"], sym(a["probe"])))
     else:
-        print("watch %d: victim %s, armed before the recording started (in %s)"
-              % (f.watch, victim, f.probe or "?"))
+        print("watch %d: victim %s, armed before the recording started or its arm lost (in %s)"
+              % (f.watch, victim, sym(f.probe) if f.probe is not None else "?"))
     for h in f.hits:
-        print("  hit    %s (%s) by %s/%d on cpu %d at %s: %#x -> %#x"
+        ctx = ""
+        if h["context"] not in (None, "task"):
+            ctx = " in %s%s" % (h["context"], " on the victim's CPU" if h["by_victim"] else "")
+        print("  hit    %s (%s) by %s/%d on cpu %d%s at %s: %s -> %s"
               % (fmt_time(h["time"]), fmt_delta(h["time"] - t0), h["comm"], h["pid"],
-                 h["cpu"], h["ip"], h["old"], h["new"]))
+                 h["cpu"], ctx, sym(h["ip"]), h["old"], h["new"]))
     d = f.disarm
     if d is None:
-        print("  still armed when the recording stopped")
-        return None
+        print("  still armed when the recording stopped (or its disarm lost)")
+        return "hit" if f.hits else None
     word = verdict(d["hits"], d["corrupted"])
-    if d["corrupted"] or d["arm_value"] != d["exit_value"]:
-        change = "%#x -> %#x" % (d["arm_value"], d["exit_value"])
+    if d["corrupted"] == UNKNOWN:
+        change = "%s -> value at death unknown" % d["arm_value"]
+    elif d["corrupted"] == CHANGED or d["arm_value"] != d["exit_value"]:
+        change = "%s -> %s" % (d["arm_value"], d["exit_value"])
     else:
-        change = "%#x kept" % d["arm_value"]
-    print("  disarm %s (%s) on %s: %s (%d hit%s, %s)"
+        change = "%s kept" % d["arm_value"]
+    recorded = len(f.hits)
+    hits = "%d hit%s" % (d["hits"], "" if d["hits"] == 1 else "s")
+    if recorded != d["hits"]:
+        hits += " in the kernel, %d recorded" % recorded
+    print("  disarm %s (%s) on %s: %s (%s, %s)"
           % (fmt_time(d["time"]), fmt_delta(d["time"] - t0), d["reason"], word,
-             d["hits"], "" if d["hits"] == 1 else "s", change))
+             hits, change))
     return word
 
 
+def headline(corruptions, victims, writers):
+    def plural(n, word):
+        return "%d %s%s" % (n, word, "" if n == 1 else "s")
+    return "%s of %s by %s" % (plural(corruptions, "corruption"), plural(victims, "victim"),
+                               plural(writers, "writer"))
+
+
 def trace_end():
+    symbolize_all()
     corruptions = 0
-    victims = set()
-    for f in sorted(FRAMES.values(), key=lambda f: (f.start(), f.watch)):
+    victims = 0
+    frames = DONE + list(FRAMES.values())
+    for f in sorted(frames, key=lambda f: (f.start(), f.watch)):
         word = report_frame(f)
-        if word is None and f.hits:
-            word = "hit"
-        if word in ("hit", "silently corrupted"):
+        corruptions += f.writes()
+        if word == "silently corrupted":
             corruptions += 1
-        victims.add((f.victim_pid, f.victim_comm))
-    print("%d corruptions of %d victims by %d writers" % (corruptions, len(victims), len(WRITERS)))
+        if word in ("hit", "silently corrupted"):
+            victims += 1
+    print(headline(corruptions, victims, len(WRITERS)))

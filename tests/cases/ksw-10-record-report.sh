@@ -55,6 +55,28 @@ ok "perf script reads the file without complaint"
 pout=$(TRACEEVENT_PLUGIN_DIR=$PLUGIN_DIR perf script -i /tmp/ksw.data 2>/dev/null)
 expect_match "$pout" 'ksw-writer wrote 0xabcdabcd over 0x[0-9a-f]+ at 0x[0-9a-f]+ by ksw_test_corrupt\+0x[0-9a-f]+ \[kstackwatch_test\]' "perf script with the ksw plugin"
 
+# perf's file conventions: a new recording moves the old one to .old, is
+# private (it holds kernel addresses), and a command's exit status is ksw's.
+expect "$(stat -c %a /tmp/ksw.data)" 600 "recording is mode 0600"
+expect "$(stat -c %a /tmp/ksw.data.graph)" 600 "graph capture is mode 0600"
+before=$(sha256sum </tmp/ksw.data)
+rc=0
+$KSW record -o /tmp/ksw.data -- sh -c 'exit 3' 2>/tmp/rc.err || rc=$?
+expect "$rc" 3 "ksw record exits with the command's status"
+expect "$(sha256sum </tmp/ksw.data.old)" "$before" "the previous recording moved to .old"
+expect_match "$($KSW report -i /tmp/ksw.data)" 'the module \(its counters over the recording\): 0 armed' "the module's counters are in the recording"
+before=$(sha256sum </tmp/ksw.data)
+err=$($KSW record -o /tmp/ksw.data -- /nonexistent/command 2>&1) && fail "recorded a command that does not exist"
+expect_match "$err" '^ksw: cannot run /nonexistent/command' "a command that cannot run"
+expect "$(sha256sum </tmp/ksw.data)" "$before" "a failed recording leaves the output alone"
+expect "$(ls -a /tmp | grep -c '\.ksw-.*\.tmp$' || true)" 0 "no temporary file left"
+$KSW record -o /tmp/ksw.data -g --function-graph --graph-filter 'no_such_function_xyz' -- true 2>/dev/null && fail "a bad --graph-filter was accepted"
+expect "$(sha256sum </tmp/ksw.data)" "$before" "a bad --graph-filter leaves the output alone"
+# trace-cmd's trace.dat is not read: said so, in one line.
+trace-cmd record -q -C mono -e kstackwatch -o /tmp/tc.dat -- sh -c 'echo silent > /proc/kstackwatch_test' >/dev/null 2>&1 || fail "trace-cmd record"
+err=$($KSW report -i /tmp/tc.dat 2>&1) && fail "ksw report read a trace.dat"
+expect_match "$err" '^ksw: /tmp/tc.dat: a trace-cmd trace.dat, not a perf.data file' "trace.dat is named as such"
+
 # 2. perf record; ksw report takes symbols from this running kernel.
 perf record -q -e 'kstackwatch:*' -k mono -g -a -o /tmp/perf.data -- sh -c 'echo silent > /proc/kstackwatch_test' 2>/dev/null || fail "perf record"
 wpid=$(field "$(cat /proc/kstackwatch_test)" writer_pid)

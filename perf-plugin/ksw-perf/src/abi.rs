@@ -308,6 +308,11 @@ pub mod feature {
     pub const HYBRID_TOPOLOGY: u32 = 30;
     /// PMU capabilities.
     pub const PMU_CAPS: u32 = 31;
+    /// ksw's own section (text): the kstackwatch module's counters at the
+    /// start and the end of a `ksw record` (`start: name=value ...` and
+    /// `end: ...` lines). Far above perf's features (perf 6.1 knows 32 and
+    /// skips higher bits: "unknown feature, continuing").
+    pub const KSW_COUNTERS: u32 = 200;
 
     /// Name of a feature bit, as `perf report --header` spells it.
     pub fn name(bit: u32) -> &'static str {
@@ -345,6 +350,9 @@ pub mod feature {
             "HYBRID_TOPOLOGY",
             "PMU_CAPS",
         ];
+        if bit == KSW_COUNTERS {
+            return "KSW_COUNTERS";
+        }
         NAMES.get(bit as usize).copied().unwrap_or("unknown")
     }
 }

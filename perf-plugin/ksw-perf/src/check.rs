@@ -13,7 +13,17 @@ pub fn decode_all(bytes: Vec<u8>) -> Vec<ReadError> {
         Ok(f) => f,
         Err(e) => return vec![e],
     };
-    let mut errors = Vec::new();
+    // Damaged feature sections were skipped: still errors of the file.
+    let mut errors: Vec<ReadError> = file
+        .features()
+        .damaged
+        .iter()
+        .map(|d| ReadError::Invalid {
+            what: "feature section",
+            offset: d.offset,
+            msg: format!("{} skipped: {}", crate::abi::feature::name(d.bit), d.error),
+        })
+        .collect();
     let syms = file.kallsyms();
     if let Some(td) = file.tracing_data() {
         let _ = td.cmdlines();

@@ -45,5 +45,5 @@ pub mod write;
 pub use attr::PerfEventAttr;
 pub use format::{DecodeError, EventFormat, Field, FieldKind, FormatError, Value};
 pub use kallsyms::Kallsyms;
-pub use read::{PerfFile, ReadError, Record, Sample};
+pub use read::{DamagedFeature, PerfFile, ReadError, Record, Sample};
 pub use write::{EventSpec, Writer, WriterConfig};

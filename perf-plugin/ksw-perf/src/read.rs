@@ -62,12 +62,13 @@ use crate::kallsyms::Kallsyms;
 use crate::tracing_data::TracingData;
 
 /// Why a perf.data file (or part of it) could not be read. Every variant
-/// but [`ReadError::Io`] names the file offset of the problem.
+/// but [`ReadError::Io`] names the file offset of the problem; none names
+/// the file (the caller knows it: `ksw` prefixes its path).
 #[derive(Debug, Error)]
 #[non_exhaustive]
 pub enum ReadError {
     /// The file could not be read at all.
-    #[error("perf.data: cannot read {path}: {source}")]
+    #[error("cannot read {path}: {source}")]
     Io {
         /// The file.
         path: PathBuf,
@@ -75,7 +76,7 @@ pub enum ReadError {
         source: std::io::Error,
     },
     /// Something needs more bytes than its container has.
-    #[error("perf.data: {what} at offset {offset:#x} needs {need} bytes, only {left} left")]
+    #[error("{what} at offset {offset:#x} needs {need} bytes, only {left} left")]
     Truncated {
         /// What was being read.
         what: &'static str,
@@ -87,7 +88,7 @@ pub enum ReadError {
         left: u64,
     },
     /// A record's size runs past the end of the data section.
-    #[error("perf.data: record at offset {offset:#x} claims {size} bytes, only {left} left")]
+    #[error("record at offset {offset:#x} claims {size} bytes, only {left} left")]
     RecordOverrun {
         /// Record start.
         offset: u64,
@@ -97,7 +98,7 @@ pub enum ReadError {
         left: u64,
     },
     /// A value makes no sense.
-    #[error("perf.data: {what} at offset {offset:#x}: {msg}")]
+    #[error("{what} at offset {offset:#x}: {msg}")]
     Invalid {
         /// What was being read.
         what: &'static str,
@@ -107,7 +108,7 @@ pub enum ReadError {
         msg: String,
     },
     /// Valid perf.data this crate does not handle.
-    #[error("perf.data: {what} at offset {offset:#x}: not supported: {msg}")]
+    #[error("{what} at offset {offset:#x}: not supported: {msg}")]
     Unsupported {
         /// What was being read.
         what: &'static str,
@@ -117,7 +118,7 @@ pub enum ReadError {
         msg: String,
     },
     /// An event format in the tracing data does not parse.
-    #[error("perf.data: event format at offset {offset:#x} (system {system}): {source}")]
+    #[error("event format at offset {offset:#x} (system {system}): {source}")]
     Format {
         /// Start of the format text.
         offset: u64,
@@ -127,7 +128,7 @@ pub enum ReadError {
         source: FormatError,
     },
     /// A tracepoint field of a sample could not be decoded.
-    #[error("perf.data: sample at offset {offset:#x} ({event}): {source}")]
+    #[error("sample at offset {offset:#x} ({event}): {source}")]
     Field {
         /// Start of the sample record.
         offset: u64,
@@ -230,6 +231,23 @@ pub struct Features {
     pub clock_res_ns: Option<u64>,
     /// `CLOCK_DATA`.
     pub clock_data: Option<ClockData>,
+    /// ksw's private [`feature::KSW_COUNTERS`]: the module's counters at
+    /// the start and at the end of the recording.
+    pub ksw_counters: Option<String>,
+    /// Feature sections that could not be read (cut or corrupt): skipped,
+    /// the samples do not depend on them.
+    pub damaged: Vec<DamagedFeature>,
+}
+
+/// A feature section that was skipped because it could not be read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DamagedFeature {
+    /// Its bit ([`feature`]).
+    pub bit: u32,
+    /// Where the problem is (its index entry or its payload).
+    pub offset: u64,
+    /// What was wrong (with the offset).
+    pub error: String,
 }
 
 /// The `sample_id` fields of a record (a sample's own, or the trailer of a
@@ -663,13 +681,39 @@ impl PerfFile {
             bytes: Box::new(Vec::new()),
         };
         if !unfinished {
-            file.sections = read_feature_index(bytes, data_end, &feature_bits)?;
-            for &(bit, off, size) in &file.sections {
+            // A damaged feature section is skipped and reported (the
+            // samples do not need it), like perf does; only the tracing
+            // data, without which no sample decodes, is required.
+            let (sections, damaged) = read_feature_index(bytes, data_end, &feature_bits);
+            file.features.damaged = damaged;
+            for &(bit, off, size) in &sections {
                 let sec = bytes
                     .get(off as usize..(off + size) as usize)
                     .unwrap_or(&[]);
-                parse_feature(&mut file.features, bit, sec, off)?;
+                if let Err(e) = parse_feature(&mut file.features, bit, sec, off) {
+                    if bit == feature::TRACING_DATA {
+                        return Err(e);
+                    }
+                    file.features.damaged.push(DamagedFeature {
+                        bit,
+                        offset: e.offset().unwrap_or(off),
+                        error: e.to_string(),
+                    });
+                }
             }
+            if let Some(d) = file
+                .features
+                .damaged
+                .iter()
+                .find(|d| d.bit == feature::TRACING_DATA)
+            {
+                return Err(invalid(
+                    "feature section index",
+                    data_end,
+                    format!("TRACING_DATA (the event formats) is damaged: {}", d.error),
+                ));
+            }
+            file.sections = sections;
         }
         file.bytes = source;
         file.link_attrs();
@@ -1151,9 +1195,10 @@ fn read_feature_index(
     bytes: &[u8],
     feat_off: u64,
     bits: &[u64; 4],
-) -> Result<Vec<(u32, u64, u64)>, ReadError> {
+) -> (Vec<(u32, u64, u64)>, Vec<DamagedFeature>) {
     let mut c = Cursor::new(bytes.get(feat_off as usize..).unwrap_or(&[]), feat_off);
     let mut out = Vec::new();
+    let mut damaged = Vec::new();
     for bit in 0..256u32 {
         let set = bits
             .get((bit / 64) as usize)
@@ -1162,12 +1207,26 @@ fn read_feature_index(
             continue;
         }
         let at = c.offset();
-        let off = c.u64("feature section index")?;
-        let size = c.u64("feature section index")?;
+        let entry = c
+            .u64("feature section index")
+            .and_then(|off| Ok((off, c.u64("feature section index")?)));
+        let (off, size) = match entry {
+            Ok(e) => e,
+            Err(e) => {
+                damaged.push(DamagedFeature {
+                    bit,
+                    offset: at,
+                    error: e.to_string(),
+                });
+                continue;
+            }
+        };
         match off.checked_add(size) {
-            Some(end) if end <= bytes.len() as u64 => {}
-            _ => {
-                return Err(invalid(
+            Some(end) if end <= bytes.len() as u64 => out.push((bit, off, size)),
+            _ => damaged.push(DamagedFeature {
+                bit,
+                offset: at,
+                error: invalid(
                     "feature section index",
                     at,
                     format!(
@@ -1175,12 +1234,12 @@ fn read_feature_index(
                         feature::name(bit),
                         bytes.len()
                     ),
-                ))
-            }
+                )
+                .to_string(),
+            }),
         }
-        out.push((bit, off, size));
     }
-    Ok(out)
+    (out, damaged)
 }
 
 /// A perf header string: `u32 len`, then `len` bytes, NUL-padded.
@@ -1246,6 +1305,9 @@ fn parse_feature(f: &mut Features, bit: u32, sec: &[u8], off: u64) -> Result<(),
             f.sample_time = Some((c.u64("SAMPLE_TIME feature")?, c.u64("SAMPLE_TIME feature")?))
         }
         feature::CLOCKID => f.clock_res_ns = Some(c.u64("CLOCKID feature")?),
+        feature::KSW_COUNTERS => {
+            f.ksw_counters = Some(String::from_utf8_lossy(sec).into_owned());
+        }
         feature::CLOCK_DATA => {
             let at = c.offset();
             let version = c.u32("CLOCK_DATA feature")?;

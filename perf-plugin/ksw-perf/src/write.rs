@@ -71,6 +71,9 @@ pub struct WriterConfig {
     pub clock_res_ns: Option<u64>,
     /// `CLOCK_DATA`. `None`: not written.
     pub clock_data: Option<ClockData>,
+    /// [`feature::KSW_COUNTERS`] text; `None`: not written. Can also be
+    /// set once the recording is done ([`Writer::set_ksw_counters`]).
+    pub ksw_counters: Option<String>,
 }
 
 impl Default for WriterConfig {
@@ -87,6 +90,7 @@ impl Default for WriterConfig {
             cmdline: Vec::new(),
             clock_res_ns: None,
             clock_data: None,
+            ksw_counters: None,
         }
     }
 }
@@ -503,6 +507,11 @@ impl<W: Write + Seek> Writer<W> {
         self.write_raw_record(&r)
     }
 
+    /// Sets the [`feature::KSW_COUNTERS`] text written by [`Writer::finish`].
+    pub fn set_ksw_counters(&mut self, text: String) {
+        self.config.ksw_counters = Some(text);
+    }
+
     /// Bytes of records written so far.
     pub fn data_size(&self) -> u64 {
         self.pos - self.data_offset
@@ -555,6 +564,9 @@ impl<W: Write + Seek> Writer<W> {
             b.extend_from_slice(&cd.wall_clock_ns.to_le_bytes());
             b.extend_from_slice(&cd.clockid_time_ns.to_le_bytes());
             f.push((feature::CLOCK_DATA, b));
+        }
+        if let Some(text) = &c.ksw_counters {
+            f.push((feature::KSW_COUNTERS, text.as_bytes().to_vec()));
         }
         f
     }

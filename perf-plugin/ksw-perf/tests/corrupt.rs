@@ -15,7 +15,7 @@ fn assert_located(errors: &[ReadError], what: &str) {
             e.offset().is_some() && msg.contains("offset 0x"),
             "{what}: error without an offset: {msg}"
         );
-        assert!(msg.starts_with("perf.data: "), "{what}: {msg}");
+        assert!(!msg.starts_with("perf.data: "), "{what}: {msg}");
     }
 }
 
@@ -176,7 +176,7 @@ fn error_messages() {
     assert_eq!(
         e.to_string(),
         format!(
-            "perf.data: record at offset {start:#x} claims 65528 bytes, only {} left",
+            "record at offset {start:#x} claims 65528 bytes, only {} left",
             end - start
         )
     );
@@ -200,7 +200,7 @@ fn error_messages() {
     assert_eq!(
         e.to_string(),
         format!(
-            "perf.data: data section at offset {start:#x} needs {} bytes, only {} left",
+            "data section at offset {start:#x} needs {} bytes, only {} left",
             end - start,
             5000 - start
         )
@@ -220,7 +220,7 @@ fn error_messages() {
     let e = PerfFile::from_bytes(Vec::new()).unwrap_err();
     assert_eq!(
         e.to_string(),
-        "perf.data: perf.data magic at offset 0x0 needs 8 bytes, only 0 left"
+        "perf.data magic at offset 0x0 needs 8 bytes, only 0 left"
     );
     let e = PerfFile::open("/nonexistent/perf.data").unwrap_err();
     assert!(e.offset().is_none());
@@ -242,7 +242,7 @@ fn error_messages() {
     assert_eq!(
         e.to_string(),
         format!(
-            "perf.data: sample at offset {:#x} (kstackwatch:ksw_arm): field `value` at bytes 40..48 is outside the 20-byte record",
+            "sample at offset {:#x} (kstackwatch:ksw_arm): field `value` at bytes 40..48 is outside the 20-byte record",
             raw.offset
         )
     );

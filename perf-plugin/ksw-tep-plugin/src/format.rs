@@ -13,9 +13,9 @@ pub trait Fields {
     fn text(&self, name: &str) -> Option<String>;
 }
 
-/// Address to `sym+0xoff [module]`.
+/// Address to `sym+0xoff [module]` (the rules of `ksw-symbols`).
 pub trait Symbolize {
-    fn symbolize(&self, addr: u64, with_module: bool) -> String;
+    fn symbolize(&self, addr: u64) -> String;
 }
 
 /// A field the line needs is missing from the event's format.
@@ -43,7 +43,7 @@ pub fn arm(f: &impl Fields, sym: &impl Symbolize) -> Result<String, Missing> {
     };
     let mut line = format!(
         "watch {id} slot {slot} armed at {}: {len} bytes at {addr:#x} hold {held}",
-        sym.symbolize(probe, false)
+        sym.symbolize(probe)
     );
     let extra: Vec<String> = [
         (field::SP, "sp"),
@@ -94,10 +94,15 @@ pub fn hit(f: &impl Fields, sym: &impl Symbolize) -> Result<String, Missing> {
         Some(c) => format!(" (in {c})"),
     };
     let mut line = format!(
-        "watch {id} slot {slot}: {writer}{context} wrote {} over {} at {addr:#x} by {}",
+        "watch {id} slot {slot}: {writer}{context} wrote {} over {} at {addr:#x} by {}{}",
         shown(new, flag(flags::HIT_NEW_CANARY)),
         shown(old, flag(flags::HIT_OLD_CANARY)),
-        sym.symbolize(writer_ip, true)
+        sym.symbolize(writer_ip),
+        if flag(flags::HIT_OUT_OF_LINE) {
+            " (the probed instruction, run out of line)"
+        } else {
+            ""
+        }
     );
     let victim_comm = f.text(field::VICTIM_COMM);
     let victim_pid = f.num(field::VICTIM_PID).map(|p| p as u32 as i32);
@@ -109,7 +114,7 @@ pub fn hit(f: &impl Fields, sym: &impl Symbolize) -> Result<String, Missing> {
     }
     if let Some(probe) = f.num(field::PROBE_IP) {
         line.push_str(" armed at ");
-        line.push_str(&sym.symbolize(probe, false));
+        line.push_str(&sym.symbolize(probe));
     }
     Ok(line)
 }

@@ -8,71 +8,83 @@
 //! ksw_hit: watch 1 slot 0: ksw-writer wrote 0xabcdabcd over 0xdeadbef7 at 0xffff8880003cfe50 by ksw_test_corrupt+0x3 [kstackwatch_test]; victim ksw-victim/84 armed at ksw_test_victim+0xd7
 //! ```
 //!
-//! Addresses are named by the host first (`tep_find_function`: trace-cmd
-//! knows the recorded kallsyms, module symbols included); when the host has
-//! no answer (perf 6.1 registers no module symbols) by a symbol table read
-//! once from the file in `KSW_KALLSYMS`, else from `/proc/kallsyms` if it is
-//! readable with real addresses. Without either, addresses stay hex.
+//! Addresses are named with the project's one symbolizer (`ksw-symbols`,
+//! the rules of `ksw report`): from the kallsyms file in `KSW_KALLSYMS`
+//! when it is set (the recording machine's: it wins); else by the host
+//! (`tep_find_function`: trace-cmd knows the recorded kallsyms), its answer
+//! held to the same rules (Rust names demangled, 256 KiB bound, module from
+//! `/proc/kallsyms`); else from `/proc/kallsyms` if it is readable with
+//! real addresses. Without any, addresses stay hex.
 //!
 //! The plugin uses only the libtraceevent symbols perf 6.1 exports
 //! (`traceevent::plugin`), and catches panics at every entry point.
 
 mod format;
-mod symtab;
 
 use std::ffi::CString;
 use std::sync::{Mutex, OnceLock};
 
 use ksw_core::events;
+use ksw_symbols::{format_location, Kallsyms, MAX_FUNCTION_SIZE};
 use traceevent::plugin::{guard, Context, Handler, Output, Registration, Tep};
 use traceevent::sys::{c_int, tep_handle};
 
 use format::{Fields, Missing, Symbolize};
-use symtab::SymTab;
 
-/// Environment variable naming a kallsyms file for the fallback table.
+/// Environment variable naming a kallsyms file for the table.
 pub const KALLSYMS_ENV: &str = "KSW_KALLSYMS";
 
-/// The fallback table, read on first use.
-fn symtab() -> Option<&'static SymTab> {
-    static TABLE: OnceLock<Option<SymTab>> = OnceLock::new();
-    TABLE
-        .get_or_init(|| {
-            let (path, explicit) = match std::env::var_os(KALLSYMS_ENV) {
-                Some(p) => (std::path::PathBuf::from(p), true),
-                None => ("/proc/kallsyms".into(), false),
-            };
-            match std::fs::read_to_string(&path) {
-                Ok(text) => Some(SymTab::parse(&text)).filter(|t| !t.is_empty()),
-                Err(err) => {
-                    if explicit {
-                        eprintln!(
-                            "ksw plugin: cannot read {KALLSYMS_ENV}={}: {err}",
-                            path.display()
-                        );
-                    }
-                    None
+/// The table, read on first use, and whether it was named explicitly.
+fn table() -> &'static (Option<Kallsyms>, bool) {
+    static TABLE: OnceLock<(Option<Kallsyms>, bool)> = OnceLock::new();
+    TABLE.get_or_init(|| {
+        let (path, explicit) = match std::env::var_os(KALLSYMS_ENV) {
+            Some(p) => (std::path::PathBuf::from(p), true),
+            None => ("/proc/kallsyms".into(), false),
+        };
+        let table = match std::fs::read(&path).map(|b| Kallsyms::load(&b)) {
+            Ok(Ok(t)) => Some(t),
+            Ok(Err(err)) => {
+                if explicit && !std::fs::metadata(&path).is_ok_and(|m| m.len() == 0) {
+                    eprintln!("ksw plugin: {KALLSYMS_ENV}={}: {err}", path.display());
                 }
+                None
             }
-        })
-        .as_ref()
+            Err(err) => {
+                if explicit {
+                    eprintln!(
+                        "ksw plugin: cannot read {KALLSYMS_ENV}={}: {err}",
+                        path.display()
+                    );
+                }
+                None
+            }
+        };
+        (table, explicit)
+    })
 }
 
 struct Symbols<'a>(Tep<'a>);
 
 impl Symbolize for Symbols<'_> {
-    fn symbolize(&self, addr: u64, with_module: bool) -> String {
-        if let Some(func) = self.0.find_function(addr) {
-            let mut s = func.describe(addr);
-            let name = func.name.to_string_lossy();
-            let module = symtab().and_then(|t| t.module_of(&name, func.start));
-            if let (true, Some(m)) = (with_module, module) {
-                s.push_str(&format!(" [{m}]"));
-            }
-            return s;
+    fn symbolize(&self, addr: u64) -> String {
+        let (table, explicit) = table();
+        if let (Some(t), true) = (table, explicit) {
+            return t.describe(addr);
         }
-        match symtab().and_then(|t| t.lookup(addr)) {
-            Some(loc) => loc.describe(with_module),
+        if let Some(func) = self.0.find_function(addr) {
+            let name = func.name.to_string_lossy();
+            if func.start != 0 && addr >= func.start && addr - func.start < MAX_FUNCTION_SIZE {
+                let module = table
+                    .as_ref()
+                    .and_then(|t| t.lookup(&name))
+                    .filter(|s| s.addr == func.start)
+                    .and_then(|s| s.module.clone());
+                return format_location(&name, addr - func.start, module.as_deref());
+            }
+        }
+        match table {
+            Some(t) => t.describe(addr),
             None => format!("{addr:#x}"),
         }
     }

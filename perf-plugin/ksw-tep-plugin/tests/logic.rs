@@ -4,13 +4,21 @@
 
 #[path = "../src/format.rs"]
 mod format;
-#[path = "../src/symtab.rs"]
-mod symtab;
 
 use std::collections::HashMap;
 
 use format::{Fields, Missing, Symbolize};
-use symtab::{SymTab, MAX_FUNCTION_SIZE};
+use ksw_symbols::Kallsyms;
+
+/// The plugin's table: ksw-symbols, as `ksw report` uses it.
+#[derive(Default)]
+struct SymTab(Kallsyms);
+
+impl SymTab {
+    fn parse(text: &str) -> SymTab {
+        SymTab(Kallsyms::parse(text))
+    }
+}
 
 const KALLSYMS: &str = include_str!("../../fixtures/kallsyms.txt");
 
@@ -49,10 +57,8 @@ impl Fields for Map {
 }
 
 impl Symbolize for SymTab {
-    fn symbolize(&self, addr: u64, with_module: bool) -> String {
-        self.lookup(addr)
-            .map(|l| l.describe(with_module))
-            .unwrap_or_else(|| format!("{addr:#x}"))
+    fn symbolize(&self, addr: u64) -> String {
+        self.0.describe(addr)
     }
 }
 
@@ -98,66 +104,19 @@ fn disarm(hits: u64, corrupted: bool, exit_value: u64) -> Map {
 }
 
 #[test]
-fn symtab_names_module_addresses() {
+fn symbols_are_named_like_ksw_report() {
     let tab = SymTab::parse(KALLSYMS);
-    assert!(!tab.is_empty());
-    let loc = tab.lookup(0xffffffffa0019223).unwrap();
     assert_eq!(
-        loc.describe(true),
+        tab.symbolize(0xffffffffa0019223),
         "ksw_test_corrupt+0x3 [kstackwatch_test]"
     );
-    assert_eq!(loc.describe(false), "ksw_test_corrupt+0x3");
     assert_eq!(
-        tab.lookup(0xffffffffa001ba10).unwrap().describe(true),
-        "ksw_test_victim [kstackwatch_test]"
+        tab.symbolize(0xffffffffa001ba10),
+        "ksw_test_victim+0x0 [kstackwatch_test]"
     );
-    assert_eq!(
-        tab.lookup(0xffffffff810276ce).unwrap().describe(true),
-        "do_int3+0xe"
-    );
-    assert_eq!(
-        tab.module_of("ksw_test_corrupt", 0xffffffffa0019220),
-        Some("kstackwatch_test")
-    );
-    assert_eq!(tab.module_of("ksw_test_corrupt", 0x1234), None);
-    assert_eq!(tab.module_of("do_int3", 0), None);
-}
-
-#[test]
-fn symtab_does_not_guess() {
-    let tab = SymTab::parse(KALLSYMS);
-    // Before the first symbol, past the last one (no known end).
-    assert_eq!(tab.lookup(0xffffffff81000000), None);
-    assert_eq!(tab.lookup(0xffffffffa001bb71), None);
-    // In a gap wider than any function.
-    let tab = SymTab::parse(
-        "ffffffff81000000 T _stext\nffffffff82000000 T _etext\nffffffffa0000000 t f\t[m]\nffffffffa0000100 t g\t[m]\n",
-    );
-    assert_eq!(
-        tab.lookup(0xffffffff81000000 + MAX_FUNCTION_SIZE - 1)
-            .map(|l| l.offset),
-        Some(MAX_FUNCTION_SIZE - 1)
-    );
-    assert_eq!(tab.lookup(0xffffffff81000000 + MAX_FUNCTION_SIZE), None);
-    assert_eq!(
-        tab.lookup(0xffffffffa0000010).unwrap().describe(true),
-        "f+0x10 [m]"
-    );
-}
-
-#[test]
-fn symtab_keeps_text_symbols_with_addresses() {
-    // kallsyms read without privilege: all zero.
-    let hidden = "0000000000000000 T _stext\n0000000000000000 t f\t[m]\n";
-    assert!(SymTab::parse(hidden).is_empty());
-    // Data symbols and junk are skipped; aliases report the first listed.
-    let tab = SymTab::parse(
-        "ffffffff81000000 T a\nffffffff81000000 T a_alias\nffffffff81000008 D data\nnot a line\nffffffff81000100 T b\n",
-    );
-    assert_eq!(
-        tab.lookup(0xffffffff81000010).unwrap().describe(false),
-        "a+0x10"
-    );
+    assert_eq!(tab.symbolize(0xffffffff810276ce), "do_int3+0xe");
+    // Before the first symbol, past the last one's bound: hex.
+    assert_eq!(tab.symbolize(0xffffffff81000000), "0xffffffff81000000");
 }
 
 #[test]
@@ -165,11 +124,11 @@ fn arm_line() {
     let tab = SymTab::parse(KALLSYMS);
     assert_eq!(
         format::arm(&arm(), &tab).unwrap(),
-        "watch 1 slot 0 armed at ksw_test_victim+0xd7: 8 bytes at 0xffff8880003cfe50 hold 0xdeadbef7 (sp 0xffff8880003cfe10, depth 0, spec 0)"
+        "watch 1 slot 0 armed at ksw_test_victim+0xd7 [kstackwatch_test]: 8 bytes at 0xffff8880003cfe50 hold 0xdeadbef7 (sp 0xffff8880003cfe10, depth 0, spec 0)"
     );
     assert_eq!(
         format::arm(&arm().without("sp").without("depth").without("spec"), &tab).unwrap(),
-        "watch 1 slot 0 armed at ksw_test_victim+0xd7: 8 bytes at 0xffff8880003cfe50 hold 0xdeadbef7"
+        "watch 1 slot 0 armed at ksw_test_victim+0xd7 [kstackwatch_test]: 8 bytes at 0xffff8880003cfe50 hold 0xdeadbef7"
     );
     assert_eq!(
         format::arm(&arm().without("addr"), &tab),
@@ -182,7 +141,7 @@ fn hit_line_names_the_writer() {
     let tab = SymTab::parse(KALLSYMS);
     assert_eq!(
         format::hit(&hit(), &tab).unwrap(),
-        "watch 1 slot 0: ksw-writer wrote 0xabcdabcd over 0xdeadbef7 at 0xffff8880003cfe50 by ksw_test_corrupt+0x3 [kstackwatch_test]; victim ksw-victim/84 armed at ksw_test_victim+0xd7"
+        "watch 1 slot 0: ksw-writer wrote 0xabcdabcd over 0xdeadbef7 at 0xffff8880003cfe50 by ksw_test_corrupt+0x3 [kstackwatch_test]; victim ksw-victim/84 armed at ksw_test_victim+0xd7 [kstackwatch_test]"
     );
     // No symbols: hex. Older module without writer_comm: still a line.
     let empty = SymTab::default();

@@ -10,8 +10,8 @@ use std::sync::OnceLock;
 
 use traceevent::sys::PERF61_EXPORTS;
 
-const HIT_SILENT_PERF: &str = "ksw_hit: watch 1 slot 0: ksw-writer wrote 0xabcdabcd over 0xdeadbef7 at 0xffff8880003cfe50 by ksw_test_corrupt+0x3 [kstackwatch_test]; victim ksw-victim/84 armed at ksw_test_victim+0xd7";
-const ARM_SILENT_PERF: &str = "ksw_arm: watch 1 slot 0 armed at ksw_test_victim+0xd7: 8 bytes at 0xffff8880003cfe50 hold 0xdeadbef7 (sp 0xffff8880003cfe10, depth 0, spec 0)";
+const HIT_SILENT_PERF: &str = "ksw_hit: watch 1 slot 0: ksw-writer wrote 0xabcdabcd over 0xdeadbef7 at 0xffff8880003cfe50 by ksw_test_corrupt+0x3 [kstackwatch_test]; victim ksw-victim/84 armed at ksw_test_victim+0xd7 [kstackwatch_test]";
+const ARM_SILENT_PERF: &str = "ksw_arm: watch 1 slot 0 armed at ksw_test_victim+0xd7 [kstackwatch_test]: 8 bytes at 0xffff8880003cfe50 hold 0xdeadbef7 (sp 0xffff8880003cfe10, depth 0, spec 0)";
 const DISARM_SILENT_PERF: &str = "ksw_disarm: watch 1 slot 0 disarmed on return: hit (1 write caught; 0xdeadbef7 -> 0xabcdabcd at 0xffff8880003cfe50)";
 
 fn fixtures() -> PathBuf {
@@ -213,7 +213,11 @@ fn perf_script_many_victims_and_call_chains() {
     );
     assert_eq!(hits.len(), 4, "{out}");
     assert_eq!(
-        lines_with(&out, "armed at ksw_test_victim+0xd7: 8 bytes").len(),
+        lines_with(
+            &out,
+            "armed at ksw_test_victim+0xd7 [kstackwatch_test]: 8 bytes"
+        )
+        .len(),
         4
     );
     assert_eq!(
@@ -230,7 +234,7 @@ fn perf_script_many_victims_and_call_chains() {
         &kallsyms(),
     );
     assert_eq!(
-        lines_with(&out, "kstackwatch:ksw_hit: watch 6 slot 0: ksw-writer wrote 0xabcdabcd over 0xdeadbef7 at 0xffff88800331fe50 by ksw_test_corrupt+0x3 [kstackwatch_test]; victim ksw-victim/103 armed at ksw_test_victim+0xd7").len(),
+        lines_with(&out, "kstackwatch:ksw_hit: watch 6 slot 0: ksw-writer wrote 0xabcdabcd over 0xdeadbef7 at 0xffff88800331fe50 by ksw_test_corrupt+0x3 [kstackwatch_test]; victim ksw-victim/103 armed at ksw_test_victim+0xd7 [kstackwatch_test]").len(),
         1,
         "{out}"
     );
@@ -280,12 +284,12 @@ fn trace_cmd_report_prints_readable_lines() {
     let hit = lines_with(&out, "ksw_hit:");
     assert_eq!(hit.len(), 1, "{out}");
     assert!(
-        hit[0].trim_end().ends_with("watch 7 slot 0: ksw-writer wrote 0xabcdabcd over 0xdeadbef7 at 0xffff8880029a7e50 by ksw_test_corrupt+0x3 [kstackwatch_test]; victim ksw-victim/111 armed at ksw_test_victim+0xd7"),
+        hit[0].trim_end().ends_with("watch 7 slot 0: ksw-writer wrote 0xabcdabcd over 0xdeadbef7 at 0xffff8880029a7e50 by ksw_test_corrupt+0x3 [kstackwatch_test]; victim ksw-victim/111 armed at ksw_test_victim+0xd7 [kstackwatch_test]"),
         "{}",
         hit[0]
     );
     assert_eq!(
-        lines_with(&out, "ksw_arm:              watch 7 slot 0 armed at ksw_test_victim+0xd7: 8 bytes at 0xffff8880029a7e50 hold 0xdeadbef7").len(),
+        lines_with(&out, "ksw_arm:              watch 7 slot 0 armed at ksw_test_victim+0xd7 [kstackwatch_test]: 8 bytes at 0xffff8880029a7e50 hold 0xdeadbef7").len(),
         1,
         "{out}"
     );
@@ -399,5 +403,73 @@ fn without_the_plugin_addresses_stay_raw() {
         let out = trace_cmd_report(&tc, &dir, Found::Home, &kallsyms());
         assert!(out.contains("writer=ksw_test_corrupt+0x3 "), "{out}");
         assert!(!out.contains("ksw-writer wrote"), "{out}");
+    }
+}
+
+/// The plugin names every address the way `ksw report` does (both use
+/// ksw-symbols): each writer and probe address of the fixtures, as printed
+/// by `perf script` with the plugin, is what `ksw symbolize` says.
+#[test]
+fn the_plugin_and_ksw_name_addresses_alike() {
+    let Some(perf) = tool("perf") else { return };
+    let ksw = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/debug/ksw");
+    if !ksw.exists() {
+        eprintln!("skipped: no {} (cargo build -p ksw)", ksw.display());
+        return;
+    }
+    let dir = scratch("same-symbols");
+    install(&dir.join("plugins"), "plugin_ksw.so");
+    let plugins = dir.join("plugins");
+    for (data, table) in [
+        ("silent.perf.data", "kallsyms.txt"),
+        ("many.perf.data", "kallsyms.txt"),
+        ("ctx-silent.perf.data", "ctx-kallsyms.txt"),
+        ("ctx-hardirq.perf.data", "ctx-kallsyms.txt"),
+        ("ctx-canary.perf.data", "ctx-kallsyms.txt"),
+        ("ctx-graph.perf.data", "ctx-kallsyms.txt"),
+    ] {
+        let table = fixtures().join(table);
+        let plain = run(
+            &perf,
+            &["script", "--force", "-i", data, "-F", "trace"],
+            &dir,
+            Found::Home,
+            &table,
+        );
+        let nice = perf_script(&perf, data, &dir, Found::EnvDir(&plugins), &table);
+        // Raw addresses from the plain print fmt, in order of appearance.
+        let mut addrs = Vec::new();
+        for line in plain.lines() {
+            for kv in line.split_whitespace() {
+                if let Some(v) = kv
+                    .strip_prefix("writer=")
+                    .or_else(|| kv.strip_prefix("probe="))
+                {
+                    addrs.push(v.to_string());
+                }
+            }
+        }
+        assert!(!addrs.is_empty(), "{data}: {plain}");
+        let out = std::process::Command::new(&ksw)
+            .arg("symbolize")
+            .arg("--kallsyms")
+            .arg(&table)
+            .args(&addrs)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        for name in String::from_utf8(out.stdout).unwrap().lines() {
+            assert!(
+                nice.contains(&format!(" {name};"))
+                    || nice.contains(&format!(" {name}:"))
+                    || nice.contains(&format!(" {name}\n"))
+                    || nice.trim_end().ends_with(name),
+                "{data}: ksw says {name:?}, the plugin printed:\n{nice}"
+            );
+        }
     }
 }

@@ -1,5 +1,5 @@
 //! Command-line interface: `ksw record`, `ksw report`, `ksw completions`,
-//! `ksw check-config`. `ksw-report` is `ksw report`.
+//! `ksw check-config`, `ksw symbolize`. `ksw-report` is `ksw report`.
 
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
@@ -7,12 +7,12 @@ use std::process::ExitCode;
 
 use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 
-use crate::correlate;
+use crate::error::Error;
 use crate::events;
 use crate::graph::Graph;
 use crate::record;
 use crate::report;
-use crate::symbols::{self, Symbols};
+use crate::symbols::Symbols;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -34,6 +34,11 @@ pub enum Command {
     Report(ReportArgs),
     /// Check a /proc/kstackwatch configuration without a kernel.
     CheckConfig(CheckConfigArgs),
+    /// Watch a variable by name: probe point and sp offset from DWARF.
+    Watch(ksw_dwarf::cli::WatchArgs),
+    /// Name kernel addresses (hex, from the arguments or one per line on
+    /// stdin) with the rules of `ksw report` and the plugin.
+    Symbolize(SymbolizeArgs),
     /// Print a shell completion script.
     Completions {
         #[arg(value_enum)]
@@ -60,6 +65,11 @@ pub struct RecordArgs {
     /// Ring buffer size per CPU, in pages (a power of two).
     #[arg(short = 'm', long, default_value_t = 64)]
     pub mmap_pages: usize,
+    /// Watch a variable while recording, as `ksw watch` words ('FUNC VAR
+    /// [--at FILE:LINE] [--module FILE.ko]...'); repeatable. Applied before
+    /// recording, the previous configuration restored after.
+    #[arg(long = "watch", value_name = "'FUNC VAR ...'")]
+    pub watch: Vec<String>,
     /// Command to run while recording; without one, record until Ctrl-C.
     #[arg(last = true)]
     pub command: Vec<String>,
@@ -94,6 +104,18 @@ pub struct ReportArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct SymbolizeArgs {
+    /// Kernel symbols (default: /proc/kallsyms).
+    #[arg(long)]
+    pub kallsyms: Option<PathBuf>,
+    /// The addresses are return addresses of a call chain.
+    #[arg(long = "return")]
+    pub return_address: bool,
+    /// Addresses (hex, 0x optional); none: read them from stdin.
+    pub addresses: Vec<String>,
+}
+
+#[derive(Debug, Args)]
 pub struct CheckConfigArgs {
     /// Configuration file; `-` or nothing reads standard input.
     pub file: Option<PathBuf>,
@@ -102,9 +124,17 @@ pub struct CheckConfigArgs {
 /// Runs a parsed command line; errors become one line on stderr.
 pub fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
-        Command::Record(args) => record::run(&args),
-        Command::Report(args) => run_report(&args),
-        Command::CheckConfig(args) => check_config(&args),
+        // The recorded command's exit status is ksw record's.
+        Command::Record(args) => match ksw_dwarf::cli::with_watches(&args.watch, || {
+            record::run(&args).map_err(|e| e.to_string())
+        }) {
+            Ok(status) => return ExitCode::from(status),
+            Err(e) => Err(e),
+        },
+        Command::Report(args) => run_report(&args).map_err(|e| e.to_string()),
+        Command::CheckConfig(args) => check_config(&args).map_err(|e| e.to_string()),
+        Command::Watch(args) => ksw_dwarf::cli::run(&args),
+        Command::Symbolize(args) => symbolize(&args).map_err(|e| e.to_string()),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "ksw", &mut io::stdout());
             Ok(())
@@ -126,14 +156,23 @@ fn default_graph(input: &Path) -> Option<PathBuf> {
     p.is_file().then_some(p)
 }
 
-pub fn run_report(args: &ReportArgs) -> Result<(), String> {
-    let recording = events::open(&args.input).map_err(|e| e.to_string())?;
+pub fn run_report(args: &ReportArgs) -> Result<(), Error> {
+    let recording = events::open(&args.input).map_err(|source| Error::Load {
+        path: args.input.clone(),
+        source,
+    })?;
     let symbols = Symbols::choose(&recording, args.kallsyms.as_deref())?;
     let graph_path = args.graph.clone().or_else(|| default_graph(&args.input));
     let graph = match &graph_path {
         Some(p) => {
-            let text = std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?;
-            Some(Graph::parse(&text).map_err(|e| format!("{}: {e}", p.display()))?)
+            let bytes = std::fs::read(p).map_err(|source| Error::File {
+                path: p.clone(),
+                source,
+            })?;
+            Some(Graph::parse_bytes(&bytes).map_err(|source| Error::Graph {
+                path: p.clone(),
+                source,
+            })?)
         }
         None => None,
     };
@@ -142,71 +181,69 @@ pub fn run_report(args: &ReportArgs) -> Result<(), String> {
         symbols: &symbols,
         graph: path_text.as_deref().zip(graph.as_ref()),
     };
-    let chain =
-        |h: &crate::events::Hit| symbols::writer_chain(&h.ctx.callchain, h.writer_ip).to_vec();
-    let mut stdout = io::BufWriter::new(io::stdout().lock());
+    let mut stdout = io::BufWriter::with_capacity(1 << 17, io::stdout().lock());
     let written = match args.format {
-        Format::Text => {
-            let mut listing = report::FrameListing::default();
-            let mut correlator =
-                correlate::Correlator::new(chain, |f| listing.add(&f, &renderer, args.max_frames));
-            let stats = recording
-                .stream(|e| correlator.push(e))
-                .map_err(|e| e.to_string())?;
-            let outcome = correlator.finish();
-            let tail = renderer.tail(&recording, stats, &outcome);
-            stdout.write_all(report::render_text(&tail, &listing).as_bytes())
-        }
-        Format::Json => {
-            // Frames stream out as they close, so memory stays flat; the
-            // totals come after them.
-            let mut error: Option<io::Error> = None;
-            let mut first = true;
-            let result = stdout.write_all(b"{\"victims\": [\n");
-            let mut correlator = correlate::Correlator::new(chain, |f| {
-                if error.is_some() {
-                    return;
-                }
-                let sep: &[u8] = if first { b"" } else { b",\n" };
-                first = false;
-                let r = stdout.write_all(sep).and_then(|()| {
-                    serde_json::to_writer(&mut stdout, &renderer.frame(&f)).map_err(io::Error::from)
-                });
-                error = r.err();
-            });
-            let stats = recording
-                .stream(|e| correlator.push(e))
-                .map_err(|e| e.to_string())?;
-            let outcome = correlator.finish();
-            let tail = renderer.tail(&recording, stats, &outcome);
-            let mut rest = serde_json::to_value(&tail).map_err(|e| e.to_string())?;
-            let body = serde_json::to_string_pretty(&rest.take()).map_err(|e| e.to_string())?;
-            // `{"victims": [...], <the tail's fields>}`
-            let fields = body.trim_start_matches('{');
-            result
-                .and(error.map_or(Ok(()), Err))
-                .and_then(|()| stdout.write_all(b"\n],"))
-                .and_then(|()| stdout.write_all(fields.as_bytes()))
-                .and_then(|()| stdout.write_all(b"\n"))
-        }
+        Format::Text => report::run_text(&mut stdout, &recording, &renderer, args.max_frames),
+        Format::Json => report::run_json(&mut stdout, &recording, &renderer),
     };
     // A closed pipe (`ksw report | head`) is not an error worth a message.
-    match written.and_then(|()| stdout.flush()) {
-        Err(e) if e.kind() != io::ErrorKind::BrokenPipe => Err(e.to_string()),
-        _ => Ok(()),
+    match written.and_then(|r| stdout.flush().map(|()| r)) {
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
+        Err(e) => Err(Error::Output(e)),
+        // The report of what was read is out; the damage is still an error.
+        Ok(Err(source)) => Err(Error::Load {
+            path: args.input.clone(),
+            source,
+        }),
+        Ok(Ok(())) => Ok(()),
     }
 }
 
-fn check_config(args: &CheckConfigArgs) -> Result<(), String> {
+fn symbolize(args: &SymbolizeArgs) -> Result<(), Error> {
+    let path = args
+        .kallsyms
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("/proc/kallsyms"));
+    let table = Symbols::load_file(&path)?;
+    let mut words = args.addresses.clone();
+    if words.is_empty() {
+        let mut text = String::new();
+        io::stdin()
+            .read_to_string(&mut text)
+            .map_err(|e| Error::Usage(format!("stdin: {e}")))?;
+        words = text.split_whitespace().map(str::to_string).collect();
+    }
+    let mut out = io::BufWriter::new(io::stdout().lock());
+    for w in &words {
+        let hex = w.trim_start_matches("0x");
+        let addr = u64::from_str_radix(hex, 16)
+            .map_err(|_| Error::Usage(format!("not a hex address: {w:?}")))?;
+        let text = if args.return_address {
+            table.describe_return(addr)
+        } else {
+            table.describe(addr)
+        };
+        writeln!(out, "{text}").map_err(Error::Output)?;
+    }
+    out.flush().map_err(Error::Output)
+}
+
+fn check_config(args: &CheckConfigArgs) -> Result<(), Error> {
     let mut text = Vec::new();
-    match args.file.as_deref() {
+    let read = match args.file.as_deref() {
         None => io::stdin().read_to_end(&mut text).map(drop),
         Some(p) if p == Path::new("-") => io::stdin().read_to_end(&mut text).map(drop),
         Some(p) => std::fs::read(p).map(|t| text = t),
-    }
-    .map_err(|e| e.to_string())?;
+    };
+    read.map_err(|source| Error::File {
+        path: args.file.clone().unwrap_or_else(|| PathBuf::from("-")),
+        source,
+    })?;
     let config = ksw_core::config::Config::parse(&text, &ksw_core::config::Limits::X86_64)
-        .map_err(|e| format!("{e} (errno {})", e.errno()))?;
+        .map_err(|e| Error::Config {
+            message: e.to_string(),
+            errno: e.errno(),
+        })?;
     if config.is_empty() {
         println!("# disables watching");
     }

@@ -9,23 +9,21 @@
 //! samples are put in time order round by round (a `FINISHED_ROUND` record
 //! promises no later record is older than the round before it, as perf's
 //! own ordered-events queue assumes), and pages already read are given
-//! back to the kernel.
+//! back to the kernel. Task names (COMM records) and forks go through the
+//! same ordering, so a name is known from the moment the task had it,
+//! whichever CPU's buffer the record came in.
 
-use std::collections::HashSet;
-use std::fmt;
-use std::hash::BuildHasherDefault;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use ksw_core::events::{
     field, flags, DisarmReason, ExitState, WriterContext, ARM, DISARM, HIT, SYSTEM,
 };
-use ksw_perf::abi::record_type;
-use ksw_perf::{
-    DecodeError, EventFormat, Field, Kallsyms, PerfFile, ReadError, Record, Sample, Value,
-};
+use ksw_perf::abi::{feature, record_type};
+use ksw_perf::read::Mmap;
+use ksw_perf::{DecodeError, EventFormat, Field, FieldKind, PerfFile, ReadError, Record, Sample};
+use rustc_hash::FxHashMap;
 
-use crate::idmap::{IdHasher, IdMap};
 use crate::mapping::Mapping;
 
 /// Where and when an event happened: the sample's own header.
@@ -35,8 +33,6 @@ pub struct Context {
     pub cpu: Option<u32>,
     pub pid: i32,
     pub tid: i32,
-    /// Task name from the recording's COMM records, if any.
-    pub comm: Option<Arc<str>>,
     /// Kernel call chain (innermost first), when recorded with `-g`.
     pub callchain: Vec<u64>,
     /// File offset of the sample, for error messages.
@@ -86,6 +82,9 @@ pub struct Hit {
     /// `old_value` / `new_value` were the canary, withheld by the kernel.
     pub old_is_canary: bool,
     pub new_is_canary: bool,
+    /// The write was made by the instruction the arming kprobe replaced,
+    /// run from the kprobe's out-of-line copy (`writer_ip` is mapped back).
+    pub out_of_line: bool,
 }
 
 /// `kstackwatch:ksw_disarm`: a watch ended.
@@ -97,6 +96,7 @@ pub struct Disarm {
     pub addr: u64,
     pub arm_value: u64,
     pub exit_value: u64,
+    /// Writes the kernel reported for this frame (its ksw_hit events).
     pub hits: u32,
     /// The value when the frame died against the value at arm (old
     /// recordings: 0 intact, 1 changed).
@@ -108,19 +108,41 @@ pub struct Disarm {
     pub exit_is_canary: bool,
 }
 
+/// A task got a name (`PERF_RECORD_COMM`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Comm {
+    pub time_ns: u64,
+    pub pid: i32,
+    pub tid: i32,
+    pub name: Arc<str>,
+}
+
+/// A task was created (`PERF_RECORD_FORK`): it has its parent's name until
+/// it gets its own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Fork {
+    pub time_ns: u64,
+    pub tid: i32,
+    pub parent_tid: i32,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Event {
     Arm(Arm),
     Hit(Hit),
     Disarm(Disarm),
+    Comm(Comm),
+    Fork(Fork),
 }
 
 impl Event {
-    pub fn ctx(&self) -> &Context {
+    pub fn time_ns(&self) -> u64 {
         match self {
-            Event::Arm(e) => &e.ctx,
-            Event::Hit(e) => &e.ctx,
-            Event::Disarm(e) => &e.ctx,
+            Event::Arm(e) => e.ctx.time_ns,
+            Event::Hit(e) => e.ctx.time_ns,
+            Event::Disarm(e) => e.ctx.time_ns,
+            Event::Comm(c) => c.time_ns,
+            Event::Fork(f) => f.time_ns,
         }
     }
 }
@@ -132,12 +154,21 @@ pub struct Recording {
     pub path: PathBuf,
     file: PerfFile,
     mapping: Option<Mapping>,
-    /// Kernel symbols: the recording's own copy if it has one.
-    pub kallsyms: Kallsyms,
+    /// The kallsyms copy `ksw record` stores (empty from perf).
+    pub kallsyms_text: String,
     /// Clock of the timestamps (1 = CLOCK_MONOTONIC), if known.
     pub clockid: Option<i32>,
     pub hostname: Option<String>,
     pub os_release: Option<String>,
+    /// Where the recording's kernel map says the kernel text starts (the
+    /// address of `_text`, from the `[kernel.kallsyms]` MMAP record).
+    pub kernel_text: Option<u64>,
+    /// Task names from the tracing data's saved cmdlines.
+    pub cmdlines: Vec<(i32, Arc<str>)>,
+    /// The module's counters at the start and end (`ksw record` only).
+    pub counters: Option<String>,
+    /// Feature sections skipped because they are damaged: (name, error).
+    pub damaged_features: Vec<(&'static str, String)>,
 }
 
 /// What streaming counted.
@@ -146,48 +177,31 @@ pub struct StreamStats {
     pub events: u64,
     /// Events the kernel could not store (PERF_RECORD_LOST / LOST_SAMPLES).
     pub lost: u64,
+    /// Number of PERF_RECORD_LOST / LOST_SAMPLES records.
+    pub lost_records: u64,
 }
 
-/// Why a recording cannot be reported on.
-#[derive(Debug)]
+/// Why a recording cannot be reported on. The messages name no file: the
+/// caller ([`crate::error::Error`]) puts its path in front.
+#[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     /// The file is unreadable, truncated or corrupt (the message has the offset).
+    #[error("{0}")]
     Read(Box<ReadError>),
     /// A kstackwatch event lacks a field this tool needs.
+    #[error("{event} sample at offset {offset:#x} cannot be decoded: {source}")]
     Field {
-        path: PathBuf,
         offset: u64,
         event: &'static str,
         source: Box<ReadError>,
     },
     /// The recording has no kstackwatch events at all.
-    NoKswEvents(PathBuf),
+    #[error("no {SYSTEM} events in this recording (record with `ksw record` or `perf record -e '{SYSTEM}:*' -k mono`)")]
+    NoKswEvents,
+    /// A trace-cmd file: not read by this tool.
+    #[error("a trace-cmd trace.dat, not a perf.data file: `ksw report` reads perf.data (`ksw record`, `perf record`); for trace-cmd recordings use `trace-cmd report` with the plugin, or pass its text output to `ksw report --graph`")]
+    TraceDat,
 }
-
-impl fmt::Display for LoadError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            LoadError::Read(e) => write!(f, "{e}"),
-            LoadError::Field {
-                path,
-                offset,
-                event,
-                source,
-            } => write!(
-                f,
-                "{}: {event} sample at offset {offset:#x} cannot be decoded: {source}",
-                path.display()
-            ),
-            LoadError::NoKswEvents(path) => write!(
-                f,
-                "{}: no {SYSTEM} events in this recording (record with `ksw record` or `perf record -e '{SYSTEM}:*' -k mono`)",
-                path.display()
-            ),
-        }
-    }
-}
-
-impl std::error::Error for LoadError {}
 
 impl From<ReadError> for LoadError {
     fn from(e: ReadError) -> Self {
@@ -205,30 +219,79 @@ pub fn open(path: &Path) -> Result<Recording, LoadError> {
         })
     };
     let (file, mapping) = match Mapping::open(path) {
-        Ok(m) => (PerfFile::from_source(Box::new(m.clone()))?, Some(m)),
+        Ok(m) => {
+            if m.as_ref().starts_with(ksw_perf::tracing_data::MAGIC) {
+                return Err(LoadError::TraceDat);
+            }
+            (PerfFile::from_source(Box::new(m.clone()))?, Some(m))
+        }
         // Not mappable (a pipe, an empty file): read it whole.
-        Err(_) => (
-            PerfFile::from_bytes(std::fs::read(path).map_err(io_err)?)?,
-            None,
-        ),
+        Err(_) => {
+            let bytes = std::fs::read(path).map_err(io_err)?;
+            if bytes.starts_with(ksw_perf::tracing_data::MAGIC) {
+                return Err(LoadError::TraceDat);
+            }
+            (PerfFile::from_bytes(bytes)?, None)
+        }
     };
     if !file
         .attrs()
         .iter()
         .any(|a| a.format.as_ref().is_some_and(|f| f.system == SYSTEM))
     {
-        return Err(LoadError::NoKswEvents(path.to_path_buf()));
+        return Err(LoadError::NoKswEvents);
     }
     let features = file.features();
+    let td = file.tracing_data();
+    let cmdlines = td
+        .map(|t| {
+            t.cmdlines()
+                .into_iter()
+                .map(|(pid, name)| (pid, Arc::from(name)))
+                .collect()
+        })
+        .unwrap_or_default();
     Ok(Recording {
         path: path.to_path_buf(),
-        kallsyms: file.kallsyms(),
+        kallsyms_text: td.map(|t| t.kallsyms.clone()).unwrap_or_default(),
         clockid: file.clockid(),
         hostname: features.hostname.clone(),
         os_release: features.os_release.clone(),
+        kernel_text: kernel_map(&file),
+        cmdlines,
+        counters: features.ksw_counters.clone(),
+        damaged_features: features
+            .damaged
+            .iter()
+            .map(|d| (feature::name(d.bit), d.error.clone()))
+            .collect(),
         file,
         mapping,
     })
+}
+
+/// The kernel's text start from the first `[kernel.kallsyms]` map (its
+/// `pgoff` is the address of `_text`, as perf and `ksw record` write it).
+fn kernel_map(file: &PerfFile) -> Option<u64> {
+    for raw in file.raw_records().take(100_000) {
+        let raw = raw.ok()?;
+        if raw.kind == record_type::SAMPLE {
+            // Maps are synthesized before the first sample.
+            return None;
+        }
+        if raw.kind != record_type::MMAP && raw.kind != record_type::MMAP2 {
+            continue;
+        }
+        let map: Mmap<'_> = match file.parse_record(&raw) {
+            Ok(Record::Mmap(m)) => m,
+            Ok(Record::Mmap2(m)) => m.map,
+            _ => continue,
+        };
+        if map.pid == -1 && map.filename.starts_with("[kernel.kallsyms]") && map.pgoff != 0 {
+            return Some(map.pgoff);
+        }
+    }
+    None
 }
 
 /// Puts items in time order, round by round. Items arrive CPU by CPU,
@@ -236,9 +299,10 @@ pub fn open(path: &Path) -> Result<Recording, LoadError> {
 /// than the round before it, so everything up to the previous round's
 /// newest time can go. Ties keep arrival order.
 struct Reorder<T> {
-    /// (time, arrival number, item) of the rounds not yet final.
-    queue: Vec<(u64, u64, T)>,
-    arrivals: u64,
+    /// The items of the rounds not yet final.
+    items: Vec<Option<T>>,
+    /// (time, index into `items`), sorted when a round ends.
+    keys: Vec<(u64, u32)>,
     newest: u64,
     /// Newest time of the previous round.
     final_up_to: u64,
@@ -247,8 +311,8 @@ struct Reorder<T> {
 impl<T> Reorder<T> {
     fn new() -> Self {
         Reorder {
-            queue: Vec::new(),
-            arrivals: 0,
+            items: Vec::new(),
+            keys: Vec::new(),
             newest: 0,
             final_up_to: 0,
         }
@@ -256,8 +320,8 @@ impl<T> Reorder<T> {
 
     fn push(&mut self, time: u64, item: T) {
         self.newest = self.newest.max(time);
-        self.queue.push((time, self.arrivals, item));
-        self.arrivals += 1;
+        self.keys.push((time, self.items.len() as u32));
+        self.items.push(Some(item));
     }
 
     fn end_round(&mut self, sink: impl FnMut(T)) {
@@ -270,45 +334,120 @@ impl<T> Reorder<T> {
     }
 
     fn emit_up_to(&mut self, limit: u64, mut sink: impl FnMut(T)) {
-        // Sorting a few per-CPU runs that are each in order is close to
-        // linear, cheaper than a heap.
-        self.queue.sort_unstable_by_key(|&(time, n, _)| (time, n));
-        let ready = self.queue.partition_point(|&(time, _, _)| time <= limit);
-        for (_, _, item) in self.queue.drain(..ready) {
-            sink(item);
+        // Per-CPU runs, each in order: a stable sort of the small keys
+        // (merge sort on runs is close to linear); ties keep arrival order.
+        self.keys.sort_by_key(|&(time, _)| time);
+        let ready = self.keys.partition_point(|&(time, _)| time <= limit);
+        for &(_, i) in &self.keys[..ready] {
+            if let Some(item) = self.items[i as usize].take() {
+                sink(item);
+            }
+        }
+        self.keys.drain(..ready);
+        if self.keys.is_empty() {
+            self.items.clear();
+        } else if ready > 0 {
+            // Compact: keep the items still queued, renumbered.
+            let mut items = Vec::with_capacity(self.keys.len());
+            for (_, i) in self.keys.iter_mut() {
+                items.push(self.items[*i as usize].take());
+                *i = (items.len() - 1) as u32;
+            }
+            self.items = items;
         }
     }
 }
 
 impl Recording {
-    /// Hands every kstackwatch event to `sink` in time order (ties in file
-    /// order), in one pass.
-    pub fn stream(&self, mut sink: impl FnMut(Event)) -> Result<StreamStats, LoadError> {
+    /// Hands every kstackwatch event (and task name and fork) to `sink` in
+    /// time order (ties in file order), in one pass. On a damaged record
+    /// the events before it are still handed over, then the error is
+    /// returned with what was counted.
+    pub fn stream(&self, mut sink: impl FnMut(Event)) -> (StreamStats, Result<(), LoadError>) {
         let mut stats = StreamStats::default();
-        let mut comms: IdMap<i32, Arc<str>> = IdMap::default();
         let mut names = Names::default();
         // One entry per kstackwatch format (three): a scan beats hashing.
         let mut fields: Vec<FieldSet<'_>> = Vec::new();
-        // Boxed: sorting moves entries, a pointer is cheap to move.
-        let mut queue: Reorder<Box<Event>> = Reorder::new();
+        let mut queue: Reorder<Event> = Reorder::new();
         let mut released = self.file.data_range().0;
+        let mut result = Ok(());
         for raw in self.file.raw_records() {
-            let raw = raw?;
-            if raw.kind == record_type::FINISHED_ROUND {
-                // Everything up to the previous round's newest time is final.
-                queue.end_round(|e| sink(*e));
-                if let Some(m) = &self.mapping {
-                    m.release(released, raw.offset);
-                    released = raw.offset;
+            let raw = match raw {
+                Ok(r) => r,
+                Err(e) => {
+                    result = Err(e.into());
+                    break;
                 }
-                continue;
+            };
+            match raw.kind {
+                record_type::FINISHED_ROUND => {
+                    // Everything up to the previous round's newest time is final.
+                    queue.end_round(&mut sink);
+                    if let Some(m) = &self.mapping {
+                        m.release(released, raw.offset);
+                        released = raw.offset;
+                    }
+                    continue;
+                }
+                record_type::SAMPLE
+                | record_type::COMM
+                | record_type::FORK
+                | record_type::LOST
+                | record_type::LOST_SAMPLES => {}
+                _ => continue,
             }
-            match self.file.parse_record(&raw)? {
-                Record::Comm(c) => {
-                    comms.insert(c.tid, Arc::from(c.comm.as_ref()));
+            let record = match self.file.parse_record(&raw) {
+                Ok(r) => r,
+                Err(e) => {
+                    result = Err(e.into());
+                    break;
                 }
-                Record::Lost(l) => stats.lost += l.lost,
-                Record::LostSamples(l) => stats.lost += l.lost,
+            };
+            match record {
+                Record::Comm(c) => {
+                    let time = c.sample_id.time.unwrap_or(0);
+                    let name = names.intern(c.comm.as_bytes());
+                    queue.push(
+                        time,
+                        Event::Comm(Comm {
+                            time_ns: time,
+                            pid: c.pid,
+                            tid: c.tid,
+                            name,
+                        }),
+                    );
+                }
+                Record::Lost(l) => {
+                    stats.lost += l.lost;
+                    stats.lost_records += 1;
+                }
+                Record::LostSamples(l) => {
+                    stats.lost += l.lost;
+                    stats.lost_records += 1;
+                }
+                Record::Other { kind, bytes, .. } if kind == record_type::FORK => {
+                    // u32 pid, ppid, tid, ptid; u64 time.
+                    let word = |at: usize| {
+                        bytes
+                            .get(at..at + 4)
+                            .and_then(|b| b.try_into().ok())
+                            .map(i32::from_le_bytes)
+                    };
+                    let time = bytes
+                        .get(24..32)
+                        .and_then(|b| b.try_into().ok())
+                        .map(u64::from_le_bytes);
+                    if let (Some(tid), Some(ptid), Some(time)) = (word(16), word(20), time) {
+                        queue.push(
+                            time,
+                            Event::Fork(Fork {
+                                time_ns: time,
+                                tid,
+                                parent_tid: ptid,
+                            }),
+                        );
+                    }
+                }
                 Record::Sample(s) => {
                     let Some(format) = s.format.filter(|f| f.system == SYSTEM) else {
                         continue;
@@ -320,39 +459,67 @@ impl Recording {
                             &fields[fields.len() - 1]
                         }
                     };
-                    if let Some(event) = decode_sample(&self.path, &s, set, &comms, &mut names)? {
-                        queue.push(event.ctx().time_ns, Box::new(event));
-                        stats.events += 1;
+                    match decode_sample(&s, set, &mut names) {
+                        Ok(Some(event)) => {
+                            queue.push(event.time_ns(), event);
+                            stats.events += 1;
+                        }
+                        Ok(None) => {}
+                        Err(e) => {
+                            result = Err(e);
+                            break;
+                        }
                     }
                 }
                 _ => {}
             }
         }
-        queue.finish(|e| sink(*e));
-        Ok(stats)
+        queue.finish(&mut sink);
+        (stats, result)
     }
 }
 
-/// Task names seen in event fields, shared: a recording repeats a few names
-/// in every hit, and a shared one costs no allocation.
+/// Task names seen in the recording, shared: a recording repeats a few
+/// names in every hit, and a shared one costs no allocation. Names are
+/// arbitrary bytes; they are shown lossily.
 #[derive(Default)]
-struct Names(HashSet<Arc<str>, BuildHasherDefault<IdHasher>>);
+struct Names {
+    all: FxHashMap<Box<[u8]>, Arc<str>>,
+    /// The last few names (task names are at most 16 bytes): most hits
+    /// repeat them, and comparing two arrays beats hashing.
+    recent: [([u8; 16], Option<Arc<str>>); 4],
+    next: usize,
+}
 
 impl Names {
-    fn intern(&mut self, name: &str) -> Arc<str> {
-        if let Some(known) = self.0.get(name) {
-            return known.clone();
+    fn intern(&mut self, name: &[u8]) -> Arc<str> {
+        let end = name.iter().position(|&b| b == 0).unwrap_or(name.len());
+        let name = &name[..end];
+        let key = (name.len() < 16).then(|| {
+            let mut k = [0u8; 16];
+            k[..name.len()].copy_from_slice(name);
+            k[15] = name.len() as u8;
+            k
+        });
+        if let Some(k) = key {
+            if let Some((_, Some(a))) = self.recent.iter().find(|(r, a)| a.is_some() && *r == k) {
+                return a.clone();
+            }
         }
-        let new: Arc<str> = Arc::from(name);
-        self.0.insert(new.clone());
-        new
+        let arc = match self.all.get(name) {
+            Some(known) => known.clone(),
+            None => {
+                let new: Arc<str> = Arc::from(String::from_utf8_lossy(name));
+                self.all.insert(name.into(), new.clone());
+                new
+            }
+        };
+        if let Some(k) = key {
+            self.recent[self.next] = (k, Some(arc.clone()));
+            self.next = (self.next + 1) % self.recent.len();
+        }
+        arc
     }
-}
-
-/// The fields of one kstackwatch event format, looked up by name once.
-struct FieldSet<'f> {
-    format: &'f EventFormat,
-    fields: [Option<&'f Field>; NAMES.len()],
 }
 
 /// Every field the decoder reads; [`FieldSet`] indexes them in this order.
@@ -417,23 +584,90 @@ macro_rules! at {
     };
 }
 
+/// How to read one field fast: integers of 1, 2, 4 or 8 bytes straight
+/// from the record; anything else through the general decoder.
+#[derive(Clone, Copy)]
+struct Slot<'f> {
+    field: &'f Field,
+    start: usize,
+    size: usize,
+    integer: bool,
+}
+
+/// The fields of one kstackwatch event format, looked up by name once.
+struct FieldSet<'f> {
+    format: &'f EventFormat,
+    name: Option<&'static str>,
+    fields: [Option<Slot<'f>>; NAMES.len()],
+}
+
 impl<'f> FieldSet<'f> {
     fn new(format: &'f EventFormat) -> FieldSet<'f> {
+        let name = match format.name.as_str() {
+            n if n == ARM => Some(ARM),
+            n if n == HIT => Some(HIT),
+            n if n == DISARM => Some(DISARM),
+            _ => None,
+        };
         FieldSet {
             format,
-            fields: NAMES.map(|n| format.field(n)),
+            name,
+            fields: NAMES.map(|n| {
+                format.field(n).map(|field| Slot {
+                    field,
+                    start: field.offset as usize,
+                    size: field.size as usize,
+                    integer: field.kind == FieldKind::Integer
+                        && matches!(field.size, 1 | 2 | 4 | 8)
+                        && !format.big_endian,
+                })
+            }),
         }
     }
 
-    /// Field `NAMES[index]` of `raw`.
-    fn get(&self, index: usize, raw: &'f [u8]) -> Result<Value<'f>, DecodeError> {
-        match self.fields[index] {
-            Some(f) => f.value(raw, self.format.big_endian),
-            None => Err(DecodeError::NoSuchField {
-                event: self.format.full_name(),
-                field: NAMES[index].to_string(),
-            }),
+    fn missing(&self, index: usize) -> DecodeError {
+        DecodeError::NoSuchField {
+            event: self.format.full_name(),
+            field: NAMES[index].to_string(),
         }
+    }
+
+    /// Integer field `NAMES[index]` of `raw`, as u64 bits.
+    #[inline]
+    fn int(&self, index: usize, raw: &'f [u8]) -> Result<u64, DecodeError> {
+        let Some(slot) = self.fields[index] else {
+            return Err(self.missing(index));
+        };
+        if slot.integer {
+            if let Some(b) = raw.get(slot.start..slot.start + slot.size) {
+                let mut word = [0u8; 8];
+                word[..slot.size].copy_from_slice(b);
+                let v = u64::from_le_bytes(word);
+                return Ok(if slot.field.signed && slot.size < 8 {
+                    let shift = 64 - 8 * slot.size as u32;
+                    (((v << shift) as i64) >> shift) as u64
+                } else {
+                    v
+                });
+            }
+        }
+        let v = slot.field.value(raw, self.format.big_endian)?;
+        v.as_u64().ok_or_else(|| DecodeError::NotInteger {
+            field: NAMES[index].to_string(),
+        })
+    }
+
+    /// The bytes of a `char[]` field `NAMES[index]`.
+    fn text(&self, index: usize, raw: &'f [u8]) -> Result<&'f [u8], DecodeError> {
+        let Some(slot) = self.fields[index] else {
+            return Err(self.missing(index));
+        };
+        if !matches!(slot.field.kind, FieldKind::CharArray { .. }) {
+            return Err(DecodeError::NotString {
+                field: NAMES[index].to_string(),
+            });
+        }
+        slot.field.bytes(raw)
     }
 
     fn has(&self, index: usize) -> bool {
@@ -442,20 +676,14 @@ impl<'f> FieldSet<'f> {
 }
 
 fn decode_sample<'f>(
-    path: &Path,
     s: &Sample<'f>,
     set: &FieldSet<'f>,
-    comms: &IdMap<i32, Arc<str>>,
     names: &mut Names,
 ) -> Result<Option<Event>, LoadError> {
-    let name: &'static str = match set.format.name.as_str() {
-        n if n == ARM => ARM,
-        n if n == HIT => HIT,
-        n if n == DISARM => DISARM,
-        _ => return Ok(None),
+    let Some(name) = set.name else {
+        return Ok(None);
     };
     let err = |source: DecodeError| LoadError::Field {
-        path: path.to_path_buf(),
         offset: s.offset,
         event: name,
         source: Box::new(ReadError::Field {
@@ -465,22 +693,7 @@ fn decode_sample<'f>(
         }),
     };
     let raw = s.raw;
-    let u = |f: usize| -> Result<u64, LoadError> {
-        let v = set.get(f, raw).map_err(err)?;
-        v.as_u64().ok_or_else(|| {
-            err(DecodeError::NotInteger {
-                field: NAMES[f].to_string(),
-            })
-        })
-    };
-    let mut text = |f: usize| -> Result<Arc<str>, LoadError> {
-        match set.get(f, raw).map_err(err)? {
-            Value::Str(t) => Ok(names.intern(&t)),
-            _ => Err(err(DecodeError::NotString {
-                field: NAMES[f].to_string(),
-            })),
-        }
-    };
+    let u = |f: usize| -> Result<u64, LoadError> { set.int(f, raw).map_err(err) };
     // Fields newer modules added: absent means 0.
     let optional = |f: usize| -> Result<u64, LoadError> {
         if set.has(f) {
@@ -489,14 +702,16 @@ fn decode_sample<'f>(
             Ok(0)
         }
     };
-    let tid = s.tid.unwrap_or(-1);
     let ctx = Context {
         time_ns: s.time.unwrap_or(0),
         cpu: s.cpu,
         pid: s.pid.unwrap_or(-1),
-        tid,
-        comm: comms.get(&tid).cloned(),
-        callchain: s.callchain_addresses(),
+        tid: s.tid.unwrap_or(-1),
+        callchain: if s.callchain.is_empty() {
+            Vec::new()
+        } else {
+            s.callchain_addresses()
+        },
         offset: s.offset,
     };
     let event = match name {
@@ -513,45 +728,55 @@ fn decode_sample<'f>(
             canary: optional(at!(field::FLAGS))? as u8 & flags::ARM_CANARY != 0,
             ctx,
         }),
-        HIT => Event::Hit(Hit {
-            id: u(at!(field::ID))?,
-            slot: u(at!(field::SLOT))? as u8,
-            addr: u(at!(field::ADDR))?,
-            len: u(at!(field::LEN))? as u8,
-            writer_ip: u(at!(field::WRITER_IP))?,
-            old_value: u(at!(field::OLD_VALUE))?,
-            new_value: u(at!(field::NEW_VALUE))?,
-            victim_pid: u(at!(field::VICTIM_PID))? as i32,
-            victim_comm: text(at!(field::VICTIM_COMM))?,
-            writer_comm: if set.has(at!(field::WRITER_COMM)) {
-                Some(text(at!(field::WRITER_COMM))?)
+        HIT => {
+            let flags_v = optional(at!(field::FLAGS))? as u8;
+            let victim_comm = names.intern(set.text(at!(field::VICTIM_COMM), raw).map_err(err)?);
+            let writer_comm = if set.has(at!(field::WRITER_COMM)) {
+                Some(names.intern(set.text(at!(field::WRITER_COMM), raw).map_err(err)?))
             } else {
                 None
-            },
-            probe_ip: u(at!(field::PROBE_IP))?,
-            context: if set.has(at!(field::CONTEXT)) {
-                WriterContext::from_raw(u(at!(field::CONTEXT))?)
-            } else {
-                None
-            },
-            by_victim: optional(at!(field::FLAGS))? as u8 & flags::HIT_BY_VICTIM != 0,
-            old_is_canary: optional(at!(field::FLAGS))? as u8 & flags::HIT_OLD_CANARY != 0,
-            new_is_canary: optional(at!(field::FLAGS))? as u8 & flags::HIT_NEW_CANARY != 0,
-            ctx,
-        }),
-        _ => Event::Disarm(Disarm {
-            id: u(at!(field::ID))?,
-            slot: u(at!(field::SLOT))? as u8,
-            addr: u(at!(field::ADDR))?,
-            arm_value: u(at!(field::ARM_VALUE))?,
-            exit_value: u(at!(field::EXIT_VALUE))?,
-            hits: u(at!(field::HITS))? as u32,
-            corrupted: ExitState::from_raw(u(at!(field::CORRUPTED))?).unwrap_or(ExitState::Unknown),
-            reason: DisarmReason::from_raw(u(at!(field::REASON))?),
-            canary: optional(at!(field::FLAGS))? as u8 & flags::DISARM_CANARY != 0,
-            exit_is_canary: optional(at!(field::FLAGS))? as u8 & flags::DISARM_EXIT_CANARY != 0,
-            ctx,
-        }),
+            };
+            Event::Hit(Hit {
+                id: u(at!(field::ID))?,
+                slot: u(at!(field::SLOT))? as u8,
+                addr: u(at!(field::ADDR))?,
+                len: u(at!(field::LEN))? as u8,
+                writer_ip: u(at!(field::WRITER_IP))?,
+                old_value: u(at!(field::OLD_VALUE))?,
+                new_value: u(at!(field::NEW_VALUE))?,
+                victim_pid: u(at!(field::VICTIM_PID))? as i32,
+                victim_comm,
+                writer_comm,
+                probe_ip: u(at!(field::PROBE_IP))?,
+                context: if set.has(at!(field::CONTEXT)) {
+                    WriterContext::from_raw(u(at!(field::CONTEXT))?)
+                } else {
+                    None
+                },
+                by_victim: flags_v & flags::HIT_BY_VICTIM != 0,
+                old_is_canary: flags_v & flags::HIT_OLD_CANARY != 0,
+                new_is_canary: flags_v & flags::HIT_NEW_CANARY != 0,
+                out_of_line: flags_v & flags::HIT_OUT_OF_LINE != 0,
+                ctx,
+            })
+        }
+        _ => {
+            let flags_v = optional(at!(field::FLAGS))? as u8;
+            Event::Disarm(Disarm {
+                id: u(at!(field::ID))?,
+                slot: u(at!(field::SLOT))? as u8,
+                addr: u(at!(field::ADDR))?,
+                arm_value: u(at!(field::ARM_VALUE))?,
+                exit_value: u(at!(field::EXIT_VALUE))?,
+                hits: u(at!(field::HITS))? as u32,
+                corrupted: ExitState::from_raw(u(at!(field::CORRUPTED))?)
+                    .unwrap_or(ExitState::Unknown),
+                reason: DisarmReason::from_raw(u(at!(field::REASON))?),
+                canary: flags_v & flags::DISARM_CANARY != 0,
+                exit_is_canary: flags_v & flags::DISARM_EXIT_CANARY != 0,
+                ctx,
+            })
+        }
     };
     Ok(Some(event))
 }
@@ -579,9 +804,10 @@ mod tests {
         r.push(25, "b25");
         r.push(40, "a40");
         assert_eq!(drain(&mut r), ["a10", "b20", "b25", "a30"]);
+        r.push(35, "b35");
         let mut rest = Vec::new();
         r.finish(|x| rest.push(x));
-        assert_eq!(rest, ["a40"]);
+        assert_eq!(rest, ["b35", "a40"]);
     }
 
     #[test]

@@ -12,6 +12,8 @@
 
 use std::fmt;
 
+use rustc_hash::FxHashMap;
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Kind {
     /// `func() {`: a call that stays open until its `}`.
@@ -43,8 +45,16 @@ pub struct Line {
 #[derive(Clone, Debug, Default)]
 pub struct Graph {
     pub lines: Vec<Line>,
-    /// Lines that looked like trace lines but could not be read.
+    /// Lines that looked like trace lines but could not be read: how many,
+    /// and the first (line number, text).
     pub skipped: usize,
+    pub first_skipped: Option<(usize, String)>,
+    /// Lines with bytes that are not UTF-8 (read lossily).
+    pub lossy_lines: usize,
+    /// Each task's lines, in order (indices into `lines`).
+    by_pid: FxHashMap<i32, Vec<usize>>,
+    /// Inline kstackwatch events by (name, watch id, address).
+    events: FxHashMap<(String, u64, u64), usize>,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -82,34 +92,74 @@ impl Anchor {
 }
 
 impl Graph {
+    /// Parses function_graph text given as bytes: each line is decoded on
+    /// its own, lossily (task names are arbitrary bytes), so one odd byte
+    /// costs a character, not the file.
+    pub fn parse_bytes(bytes: &[u8]) -> Result<Graph, GraphError> {
+        let mut graph = Graph::default();
+        for (index, raw) in bytes.split(|&b| b == b'\n').enumerate() {
+            let text = String::from_utf8_lossy(raw);
+            if matches!(text, std::borrow::Cow::Owned(_)) {
+                graph.lossy_lines += 1;
+            }
+            graph.add_line(index + 1, text.trim_end_matches('\r'));
+        }
+        graph.finish()
+    }
+
     pub fn parse(text: &str) -> Result<Graph, GraphError> {
         let mut graph = Graph::default();
         for (index, raw) in text.lines().enumerate() {
-            let trimmed = raw.trim();
-            if trimmed.is_empty()
-                || trimmed.starts_with('#')
-                || trimmed.starts_with("---")
-                || trimmed.contains("=>")
-            {
-                continue;
+            graph.add_line(index + 1, raw);
+        }
+        graph.finish()
+    }
+
+    fn add_line(&mut self, number: usize, raw: &str) {
+        let trimmed = raw.trim();
+        if trimmed.is_empty()
+            || trimmed.starts_with('#')
+            || trimmed.starts_with("---")
+            || trimmed.contains("=>")
+            || trimmed.starts_with("cpus=")
+            || trimmed.starts_with("version =")
+        {
+            return;
+        }
+        match parse_tracefs(raw).or_else(|| parse_trace_cmd(raw)) {
+            Some(mut line) => {
+                line.line = number;
+                self.lines.push(line);
             }
-            if trimmed.starts_with("cpus=") || trimmed.starts_with("version =") {
-                continue;
-            }
-            match parse_tracefs(raw).or_else(|| parse_trace_cmd(raw)) {
-                Some(mut line) => {
-                    line.line = index + 1;
-                    graph.lines.push(line);
+            None => {
+                self.skipped += 1;
+                if self.first_skipped.is_none() {
+                    self.first_skipped = Some((number, trimmed.chars().take(80).collect()));
                 }
-                None => graph.skipped += 1,
             }
         }
-        if graph.lines.is_empty() {
-            return Err(GraphError::Unsupported(
-                "no function_graph lines with absolute times and task ids: record with funcgraph-abstime and funcgraph-proc (tracefs) or use `trace-cmd report`".into(),
-            ));
+    }
+
+    fn finish(mut self) -> Result<Graph, GraphError> {
+        if self.lines.is_empty() {
+            let first = match &self.first_skipped {
+                Some((n, text)) => format!(" (line {n}: {text:?})"),
+                None => String::new(),
+            };
+            return Err(GraphError::Unsupported(format!(
+                "no function_graph lines with absolute times and task ids{first}: record with funcgraph-abstime and funcgraph-proc (tracefs) or use `trace-cmd report`"
+            )));
         }
-        Ok(graph)
+        for (i, l) in self.lines.iter().enumerate() {
+            self.by_pid.entry(l.pid).or_default().push(i);
+            if let Kind::Event { name, text } = &l.kind {
+                if let (Some(id), Some(addr)) = (event_field(text, "id"), event_field(text, "addr"))
+                {
+                    self.events.entry((name.clone(), id, addr)).or_insert(i);
+                }
+            }
+        }
+        Ok(self)
     }
 
     /// First and last timestamp.
@@ -121,14 +171,7 @@ impl Graph {
 
     /// Index of the inline event `name` for watch `id` at `addr`.
     pub fn find_event(&self, name: &str, id: u64, addr: u64) -> Option<usize> {
-        let id_s = format!("id={id} ");
-        let addr_s = format!("addr={addr:#x} ");
-        self.lines.iter().position(|l| match &l.kind {
-            Kind::Event { name: n, text } => {
-                n == name && text.starts_with(&id_s) && text.contains(&addr_s)
-            }
-            _ => false,
-        })
+        self.events.get(&(name.to_string(), id, addr)).copied()
     }
 
     /// Where an event of task `pid` at `time_ns` falls in the graph: the
@@ -145,28 +188,25 @@ impl Graph {
         }
         let (first, last) = self.time_range()?;
         // Graph times are whole microseconds.
-        if time_ns + 1_000 < first || time_ns > last + 1_000 {
+        if time_ns.saturating_add(1_000) < first || time_ns > last.saturating_add(1_000) {
             return None;
         }
-        self.lines
-            .iter()
-            .enumerate()
-            .filter(|(_, l)| l.pid == pid && l.time_ns <= time_ns)
-            .map(|(i, _)| i)
-            .next_back()
-            .map(|i| (i, Anchor::Time))
+        let task = self.by_pid.get(&pid)?;
+        let n = task.partition_point(|&i| self.lines[i].time_ns <= time_ns);
+        task.get(n.checked_sub(1)?).map(|&i| (i, Anchor::Time))
     }
 
-    /// The calls of task `pid` open at line `at` (outermost first), plus a
-    /// leaf call running at that moment. Replays the task's lines in order.
-    pub fn stack_at(&self, pid: i32, at: usize) -> Vec<String> {
+    /// The calls of task `pid` open at `time_ns` (outermost first), from its
+    /// lines up to line `at`, plus a leaf call running at that moment (one
+    /// that started at or before `time_ns` and had not returned yet).
+    pub fn stack_at(&self, pid: i32, at: usize, time_ns: u64) -> Vec<String> {
         let mut stack: Vec<String> = Vec::new();
-        let time = self.lines.get(at).map_or(0, |l| l.time_ns);
         let mut running_leaf = None;
-        for line in self.lines[..=at.min(self.lines.len().saturating_sub(1))]
-            .iter()
-            .filter(|l| l.pid == pid)
-        {
+        let Some(task) = self.by_pid.get(&pid) else {
+            return stack;
+        };
+        for &i in task.iter().take_while(|&&i| i <= at) {
+            let line = &self.lines[i];
             running_leaf = None;
             match &line.kind {
                 Kind::Enter(f) => stack.push(f.clone()),
@@ -174,7 +214,9 @@ impl Graph {
                     stack.pop();
                 }
                 Kind::Leaf { func, duration_ns } => {
-                    if line.time_ns + duration_ns >= time {
+                    if line.time_ns <= time_ns
+                        && time_ns < line.time_ns.saturating_add(*duration_ns)
+                    {
                         running_leaf = Some(func.clone());
                     }
                 }
@@ -196,10 +238,15 @@ impl Graph {
         let mut out: Vec<(usize, String, Option<u64>)> = Vec::new();
         let mut open: Vec<usize> = Vec::new();
         let end = to.min(self.lines.len().saturating_sub(1));
+        let Some(task) = self.by_pid.get(&pid) else {
+            return out;
+        };
         if from > end {
             return out;
         }
-        for line in self.lines[from..=end].iter().filter(|l| l.pid == pid) {
+        let first = task.partition_point(|&i| i < from);
+        for &i in task[first..].iter().take_while(|&&i| i <= end) {
+            let line = &self.lines[i];
             match &line.kind {
                 Kind::Enter(f) => {
                     open.push(out.len());
@@ -221,6 +268,17 @@ impl Graph {
     }
 }
 
+/// `key=value` of an inline event's text, as a number (decimal or 0x hex).
+fn event_field(text: &str, key: &str) -> Option<u64> {
+    text.split_whitespace().find_map(|kv| {
+        let v = kv.strip_prefix(key)?.strip_prefix('=')?;
+        match v.strip_prefix("0x") {
+            Some(h) => u64::from_str_radix(h, 16).ok(),
+            None => v.parse().ok(),
+        }
+    })
+}
+
 /// `seconds.micros` → ns.
 fn parse_time(s: &str) -> Option<u64> {
     let (secs, frac) = s.split_once('.')?;
@@ -230,7 +288,8 @@ fn parse_time(s: &str) -> Option<u64> {
         return None;
     }
     let scale = 10u64.pow(9 - frac.len() as u32);
-    Some(secs.checked_mul(1_000_000_000)? + frac.parse::<u64>().ok()? * scale)
+    secs.checked_mul(1_000_000_000)?
+        .checked_add(frac.parse::<u64>().ok()?.checked_mul(scale)?)
 }
 
 /// `comm-pid` (the comm may itself contain dashes).
@@ -248,9 +307,12 @@ fn parse_duration(s: &str) -> Option<u64> {
     let num = s.strip_suffix("us")?.trim();
     let (whole, frac) = num.split_once('.').unwrap_or((num, "0"));
     let whole: u64 = whole.parse().ok()?;
+    if !frac.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
     let frac_digits = &frac[..frac.len().min(3)];
     let frac_ns: u64 = format!("{frac_digits:0<3}").parse().ok()?;
-    Some(whole * 1000 + frac_ns)
+    whole.checked_mul(1000)?.checked_add(frac_ns)
 }
 
 /// The `FUNCTION CALLS` column: `func() {`, `func();`, `}`, `} /* func */`,
@@ -412,7 +474,10 @@ mod tests {
             .locate(("ksw_hit", 6, 0xffff88800047fe50), 104, 0)
             .unwrap();
         assert_eq!(anchor, Anchor::Event);
-        assert_eq!(g.stack_at(104, at), ["ksw_test_thread_fn"]);
+        assert_eq!(
+            g.stack_at(104, at, g.lines[at].time_ns),
+            ["ksw_test_thread_fn"]
+        );
     }
 
     #[test]
@@ -425,7 +490,7 @@ mod tests {
             .locate(("ksw_disarm", 6, 0xffff88800047fe50), 103, 0)
             .unwrap();
         assert_eq!(
-            g.stack_at(103, arm),
+            g.stack_at(103, arm, g.lines[arm].time_ns),
             [
                 "ksw_test_thread_fn",
                 "ksw_test_silent_round",
@@ -471,7 +536,52 @@ mod tests {
     }
 
     #[test]
+    fn time_anchoring_uses_the_events_time() {
+        // Without the inline events, the arm (19.8069 s) is anchored by
+        // time: ksw_test_fill returned at 19.80649 s, long before.
+        let text: String = TRACEFS
+            .lines()
+            .filter(|l| !l.contains("/* ksw_"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let g = Graph::parse(&text).unwrap();
+        let armed = 19_806_982_000;
+        let (at, anchor) = g
+            .locate(("ksw_arm", 6, 0xffff88800047fe50), 103, armed)
+            .unwrap();
+        assert_eq!(anchor, Anchor::Time);
+        assert_eq!(
+            g.stack_at(103, at, armed),
+            [
+                "ksw_test_thread_fn",
+                "ksw_test_silent_round",
+                "ksw_test_victim"
+            ]
+        );
+        // During the fill, it is running.
+        let (at, _) = g.locate(("ksw_arm", 6, 0), 103, 19_806_485_000).unwrap();
+        assert_eq!(
+            g.stack_at(103, at, 19_806_485_000).last().unwrap(),
+            "ksw_test_fill"
+        );
+    }
+
+    #[test]
+    fn non_utf8_bytes_cost_a_character_not_the_file() {
+        let mut bytes = TRACEFS.as_bytes().to_vec();
+        // A task name with a stray byte.
+        let at = TRACEFS.find("ksw-wri-104   |").unwrap();
+        bytes[at + 3] = 0xff;
+        let g = Graph::parse_bytes(&bytes).unwrap();
+        assert_eq!(g.lines.len(), 14);
+        assert_eq!(g.lossy_lines, 1);
+        assert!(g.lines.iter().any(|l| l.comm == "ksw\u{fffd}wri"));
+    }
+
+    #[test]
     fn rejects_text_that_is_not_a_graph() {
+        let e = Graph::parse("hello\nworld\n").unwrap_err();
+        assert!(e.to_string().contains("line 1: \"hello\""), "{e}");
         assert!(Graph::parse("hello\nworld\n").is_err());
         assert!(Graph::parse("").is_err());
     }

@@ -10,9 +10,9 @@
 
 pub mod cli;
 pub mod correlate;
+pub mod error;
 pub mod events;
 pub mod graph;
-pub mod idmap;
 pub mod mapping;
 pub mod record;
 pub mod report;

@@ -10,14 +10,23 @@
 //! file as they come, and are counted.
 //!
 //! The file also gets the tracepoint formats and a copy of /proc/kallsyms
-//! (in TRACING_DATA), kernel and module maps, and the comm of every
-//! existing task, so it can be reported on elsewhere.
+//! (in TRACING_DATA), kernel and module maps, the comm of every existing
+//! task, and the module's counters at the start and the end (ksw's own
+//! feature section), so it can be reported on elsewhere.
+//!
+//! Files follow perf's conventions: the recording is written to a
+//! temporary file (mode 0600: it holds kernel addresses) and renamed into
+//! place when complete, an existing output moving to `OUTPUT.old`; on any
+//! failure the existing output is left alone. `ksw record -- CMD` exits
+//! with CMD's status (128 + the signal if it was killed).
 
-use std::fs::{self, File};
+use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufWriter};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command as Process};
+use std::process::{Child, Command as Process, ExitStatus};
 use std::ptr::NonNull;
 use std::sync::atomic::{fence, AtomicBool, Ordering};
 use std::time::Duration;
@@ -27,9 +36,65 @@ use ksw_perf::abi::{attr_flag, record_type, sample_type};
 use ksw_perf::read::{ClockData, Comm, Mmap, SampleId};
 use ksw_perf::{tracing_data, EventSpec, PerfEventAttr, Writer, WriterConfig};
 use perf_event_open_sys as sys;
+use rustc_hash::FxHashMap;
 
 use crate::cli::RecordArgs;
-use crate::idmap::IdMap;
+
+/// Why `ksw record` failed: one line each, naming the file or event.
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    #[error(
+        "no tracefs found: mount it with `mount -t tracefs nodev /sys/kernel/tracing` (as root)"
+    )]
+    NoTracefs,
+    #[error("permission denied reading {}: run as root", .0.display())]
+    TracefsPermission(PathBuf),
+    #[error("the kstackwatch module is not loaded (no {}): load it with `insmod kstackwatch.ko`", .0.display())]
+    ModuleNotLoaded(PathBuf),
+    #[error("{}: not an event id", .0.display())]
+    BadEventId(PathBuf),
+    #[error("{}: {source}", path.display())]
+    File { path: PathBuf, source: io::Error },
+    #[error("--mmap-pages {0} is not a power of two")]
+    MmapPages(usize),
+    #[error("permission denied opening {SYSTEM}:{event} on cpu {cpu}: run as root or with CAP_PERFMON (kernel.perf_event_paranoid = {paranoid})")]
+    Permission {
+        event: &'static str,
+        cpu: i32,
+        paranoid: String,
+    },
+    #[error("perf_event_open {SYSTEM}:{event} on cpu {cpu}: {source}")]
+    Open {
+        event: &'static str,
+        cpu: i32,
+        source: io::Error,
+    },
+    #[error("perf_event ioctl {what}: {source}")]
+    Ioctl {
+        what: &'static str,
+        source: io::Error,
+    },
+    #[error("mmap of the cpu {cpu} ring: {source}")]
+    Mmap { cpu: i32, source: io::Error },
+    #[error("reading the event formats: {0}")]
+    Formats(io::Error),
+    #[error("--function-graph: nothing is watched and no --graph-filter given: which functions to graph?")]
+    NoGraphFilter,
+    #[error("{}: {source} (function_graph needs tracefs instances)", path.display())]
+    Instance { path: PathBuf, source: io::Error },
+    #[error("{}: writing '{value}': {source}", path.display())]
+    Tracefs {
+        path: PathBuf,
+        value: String,
+        source: io::Error,
+    },
+    #[error("cannot run {program}: {source}")]
+    Command { program: String, source: io::Error },
+    #[error("waiting for the recorded command: {0}")]
+    Wait(io::Error),
+    #[error("recording: {0}")]
+    Ring(io::Error),
+}
 
 static STOP: AtomicBool = AtomicBool::new(false);
 
@@ -38,52 +103,48 @@ extern "C" fn on_signal(_: libc::c_int) {
 }
 
 /// Finds the tracefs mount.
-pub fn tracefs() -> Result<PathBuf, String> {
+pub fn tracefs() -> Result<PathBuf, RecordError> {
     for p in ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"] {
         let events = Path::new(p).join("events");
         match fs::metadata(&events) {
             Ok(m) if m.is_dir() => return Ok(PathBuf::from(p)),
             Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
-                return Err(format!(
-                    "permission denied reading {}: run as root",
-                    events.display()
-                ));
+                return Err(RecordError::TracefsPermission(events));
             }
             _ => {}
         }
     }
-    Err(
-        "no tracefs found: mount it with `mount -t tracefs nodev /sys/kernel/tracing` (as root)"
-            .into(),
-    )
+    Err(RecordError::NoTracefs)
 }
 
-fn read_event_id(tracefs: &Path, name: &str) -> Result<u64, String> {
+fn read_event_id(tracefs: &Path, name: &str) -> Result<u64, RecordError> {
     let path = tracefs.join("events").join(SYSTEM).join(name).join("id");
     match fs::read_to_string(&path) {
         Ok(text) => text
             .trim()
             .parse()
-            .map_err(|_| format!("{}: not an event id", path.display())),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Err(format!(
-            "the kstackwatch module is not loaded (no {}): load it with `insmod kstackwatch.ko`",
-            path.display()
-        )),
-        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => Err(format!(
-            "permission denied reading {}: run as root",
-            path.display()
-        )),
-        Err(e) => Err(format!("{}: {e}", path.display())),
+            .map_err(|_| RecordError::BadEventId(path)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Err(RecordError::ModuleNotLoaded(path)),
+        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+            Err(RecordError::TracefsPermission(path))
+        }
+        Err(source) => Err(RecordError::File { path, source }),
     }
 }
 
-fn online_cpus() -> Result<Vec<i32>, String> {
-    let text = fs::read_to_string("/sys/devices/system/cpu/online")
-        .map_err(|e| format!("/sys/devices/system/cpu/online: {e}"))?;
+fn online_cpus() -> Result<Vec<i32>, RecordError> {
+    let path = PathBuf::from("/sys/devices/system/cpu/online");
+    let text = fs::read_to_string(&path).map_err(|source| RecordError::File {
+        path: path.clone(),
+        source,
+    })?;
     let mut cpus = Vec::new();
     for part in text.trim().split(',').filter(|p| !p.is_empty()) {
         let (a, b) = part.split_once('-').unwrap_or((part, part));
-        let bad = || format!("/sys/devices/system/cpu/online: cannot read '{part}'");
+        let bad = || RecordError::File {
+            path: path.clone(),
+            source: io::Error::other(format!("cannot read '{part}'")),
+        };
         let (a, b): (i32, i32) = (a.parse().map_err(|_| bad())?, b.parse().map_err(|_| bad())?);
         cpus.extend(a..=b);
     }
@@ -108,17 +169,32 @@ fn attribute(id: u64, callchain: bool, owns_ring: bool, ring_bytes: usize) -> Pe
     attr
 }
 
+/// The kernel's `perf_event_attr` for `attr`, field by field through
+/// perf-event-open-sys's setters (the file keeps the same attribute).
+fn sys_attr(attr: &PerfEventAttr) -> sys::bindings::perf_event_attr {
+    let mut raw = sys::bindings::perf_event_attr {
+        type_: attr.type_,
+        size: sys::bindings::PERF_ATTR_SIZE_VER7,
+        config: attr.config,
+        sample_type: attr.sample_type,
+        read_format: attr.read_format,
+        clockid: attr.clockid,
+        ..Default::default()
+    };
+    raw.__bindgen_anon_1.sample_period = attr.sample_period;
+    raw.__bindgen_anon_2.wakeup_events = attr.wakeup_events;
+    let on = |flag: u64| u64::from(attr.has(flag));
+    raw.set_disabled(on(attr_flag::DISABLED));
+    raw.set_comm(on(attr_flag::COMM));
+    raw.set_task(on(attr_flag::TASK));
+    raw.set_watermark(on(attr_flag::WATERMARK));
+    raw.set_sample_id_all(on(attr_flag::SAMPLE_ID_ALL));
+    raw.set_use_clockid(on(attr_flag::USE_CLOCKID));
+    raw
+}
+
 fn open_event(attr: &PerfEventAttr, cpu: i32) -> io::Result<OwnedFd> {
-    let bytes = attr.to_bytes();
-    // SAFETY: perf_event_attr is plain old data; all-zero is a valid value.
-    let mut raw: sys::bindings::perf_event_attr = unsafe { std::mem::zeroed() };
-    let size = bytes
-        .len()
-        .min(std::mem::size_of::<sys::bindings::perf_event_attr>());
-    // SAFETY: both buffers are at least `size` bytes and do not overlap; the
-    // on-file layout is the kernel's (ksw_perf::PerfEventAttr::to_bytes).
-    unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), (&raw mut raw).cast::<u8>(), size) };
-    raw.size = size as u32;
+    let mut raw = sys_attr(attr);
     // SAFETY: `raw` is a fully initialised attribute for a tracepoint;
     // pid -1 with a cpu asks for every task on that CPU.
     let fd = unsafe {
@@ -139,14 +215,14 @@ fn open_event(attr: &PerfEventAttr, cpu: i32) -> io::Result<OwnedFd> {
 
 fn ioctl(
     fd: &OwnedFd,
-    what: &str,
+    what: &'static str,
     f: impl FnOnce(libc::c_int) -> libc::c_int,
-) -> Result<(), String> {
+) -> Result<(), RecordError> {
     if f(fd.as_raw_fd()) < 0 {
-        return Err(format!(
-            "perf_event ioctl {what}: {}",
-            io::Error::last_os_error()
-        ));
+        return Err(RecordError::Ioctl {
+            what,
+            source: io::Error::last_os_error(),
+        });
     }
     Ok(())
 }
@@ -157,6 +233,7 @@ struct Ring {
     len: usize,
     data_offset: usize,
     data_size: usize,
+    /// The records copied out of the ring, reused between drains.
     scratch: Vec<u8>,
 }
 
@@ -204,15 +281,14 @@ impl Ring {
         self.base.as_ptr().cast()
     }
 
-    /// Shows every complete record in the ring to `visit`, hands the same
-    /// bytes to `sink` in as few pieces as possible (runs of whole records
-    /// straight from the mapping; a record that wraps around the ring's end
-    /// copied whole), then frees the space. No per-record copy: at the
-    /// highest rates the recorder competes for the CPU with what it records.
+    /// Copies every complete record out of the ring (through raw pointers:
+    /// no reference is ever formed over memory the kernel writes), shows
+    /// each to `visit`, hands all of them to `sink` in one piece, then
+    /// frees the space.
     fn drain(
         &mut self,
         mut visit: impl FnMut(&[u8]),
-        mut sink: impl FnMut(&[u8]) -> io::Result<()>,
+        sink: impl FnOnce(&[u8]) -> io::Result<()>,
     ) -> io::Result<usize> {
         let meta = self.meta();
         // SAFETY: data_head is written by the kernel; a volatile read then an
@@ -220,69 +296,56 @@ impl Ring {
         let head = unsafe { std::ptr::read_volatile(&raw const (*meta).data_head) };
         fence(Ordering::Acquire);
         // SAFETY: data_tail is ours to read and write.
-        let mut tail = unsafe { std::ptr::read_volatile(&raw const (*meta).data_tail) };
-        let data = self.base.as_ptr().wrapping_add(self.data_offset);
-        let ring = self.data_size;
-        // SAFETY: [data, data + ring) is the mapped data area. The kernel
-        // writes only outside [tail, head) until we publish a new tail, and
-        // only bytes of [tail, head) are read through this slice.
-        let bytes = unsafe { std::slice::from_raw_parts(data, ring) };
+        let tail = unsafe { std::ptr::read_volatile(&raw const (*meta).data_tail) };
+        let ring = self.data_size as u64;
+        let available = head.wrapping_sub(tail);
+        if available == 0 {
+            return Ok(0);
+        }
+        if available > ring {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "perf ring head ran past its tail",
+            ));
+        }
+        let mut bytes = std::mem::take(&mut self.scratch);
+        bytes.resize(available as usize, 0);
+        self.copy_out((tail % ring) as usize, &mut bytes);
         let mut records = 0;
-        // Start of the run of whole records not yet handed to `sink`.
-        let mut run = tail;
-        let flush = |from: u64, to: u64, sink: &mut dyn FnMut(&[u8]) -> io::Result<()>| {
-            if from == to {
-                return Ok(());
-            }
-            let at = (from % ring as u64) as usize;
-            sink(&bytes[at..at + (to - from) as usize])
-        };
-        while tail < head {
-            let at = (tail % ring as u64) as usize;
-            if at == 0 && run != tail {
-                // The run reached the ring's end exactly.
-                flush(run, tail, &mut sink)?;
-                run = tail;
-            }
-            let mut header = [0u8; 8];
-            self.copy_out(data, at, &mut header);
-            let size = usize::from(u16::from_ne_bytes([header[6], header[7]]));
-            if size < 8 || tail + size as u64 > head {
+        let mut at = 0usize;
+        while at + 8 <= bytes.len() {
+            let size = usize::from(u16::from_ne_bytes([bytes[at + 6], bytes[at + 7]]));
+            if size < 8 || at + size > bytes.len() {
                 // A record that does not fit what the kernel published: stop
                 // reading this ring rather than decode garbage.
+                self.scratch = bytes;
                 return Err(io::Error::new(
                     io::ErrorKind::InvalidData,
                     "malformed perf ring record",
                 ));
             }
-            if at + size <= ring {
-                visit(&bytes[at..at + size]);
-            } else {
-                flush(run, tail, &mut sink)?;
-                let mut record = std::mem::take(&mut self.scratch);
-                record.resize(size, 0);
-                self.copy_out(data, at, &mut record);
-                visit(&record);
-                let result = sink(&record);
-                self.scratch = record;
-                result?;
-                run = tail + size as u64;
-            }
-            tail += size as u64;
+            visit(&bytes[at..at + size]);
+            at += size;
             records += 1;
         }
-        flush(run, tail, &mut sink)?;
+        let result = sink(&bytes[..at]);
+        self.scratch = bytes;
+        result?;
         fence(Ordering::Release);
         // SAFETY: publishing how far we read; the kernel may reuse the space.
-        unsafe { std::ptr::write_volatile(&raw mut (*meta).data_tail, tail) };
+        unsafe { std::ptr::write_volatile(&raw mut (*meta).data_tail, tail + at as u64) };
         Ok(records)
     }
 
     /// Copies `out.len()` bytes from ring offset `at`, wrapping at the end.
-    fn copy_out(&self, data: *mut u8, at: usize, out: &mut [u8]) {
+    fn copy_out(&self, at: usize, out: &mut [u8]) {
+        let data = self.base.as_ptr().wrapping_add(self.data_offset);
         let first = out.len().min(self.data_size - at);
         // SAFETY: `at < data_size` and `first <= data_size - at`: inside the
-        // mapped data area; the rest wraps to its start.
+        // mapped data area; the rest (at most `at` bytes, as out.len() <=
+        // data_size) wraps to its start. Bytes of [tail, head) are not
+        // written by the kernel until the new tail is published; they are
+        // read through raw pointers into our own buffer.
         unsafe {
             std::ptr::copy_nonoverlapping(data.add(at), out.as_mut_ptr(), first);
             std::ptr::copy_nonoverlapping(data, out.as_mut_ptr().add(first), out.len() - first);
@@ -304,24 +367,39 @@ struct GraphCapture {
 }
 
 impl GraphCapture {
-    fn start(tracefs: &Path, filters: &[String]) -> Result<GraphCapture, String> {
+    fn start(tracefs: &Path, filters: &[String]) -> Result<GraphCapture, RecordError> {
         let dir = tracefs
             .join("instances")
             .join(format!("ksw-{}", std::process::id()));
-        fs::create_dir(&dir).map_err(|e| {
-            format!(
-                "{}: {e} (function_graph needs tracefs instances)",
-                dir.display()
-            )
+        fs::create_dir(&dir).map_err(|source| RecordError::Instance {
+            path: dir.clone(),
+            source,
         })?;
         let capture = GraphCapture { dir };
         let set = |file: &str, value: &str| {
             let path = capture.dir.join(file);
-            fs::write(&path, value)
-                .map_err(|e| format!("{}: writing '{value}': {e}", path.display()))
+            fs::write(&path, value).map_err(|source| RecordError::Tracefs {
+                path,
+                value: value.to_string(),
+                source,
+            })
         };
         set("trace_clock", "mono")?;
-        set("set_ftrace_filter", &filters.join(" "))?;
+        // One word per line: tracefs parses a word when its line ends (an
+        // unterminated last word would be parsed at close, where its error
+        // is lost).
+        let mut words = filters.join("\n");
+        words.push('\n');
+        set("set_ftrace_filter", &words)?;
+        let path = capture.dir.join("set_ftrace_filter");
+        let set_now = fs::read_to_string(&path).unwrap_or_default();
+        if set_now.trim().is_empty() || set_now.starts_with("#### all functions") {
+            return Err(RecordError::Tracefs {
+                path,
+                value: filters.join(" "),
+                source: io::Error::other("no function matches"),
+            });
+        }
         set("current_tracer", "function_graph")?;
         for option in ["funcgraph-abstime", "funcgraph-proc", "funcgraph-tail"] {
             set(&format!("options/{option}"), "1")?;
@@ -331,12 +409,100 @@ impl GraphCapture {
         Ok(capture)
     }
 
-    fn finish(self, out: &Path) -> Result<(), String> {
+    /// Stops tracing and copies the trace into `out` (a temporary file).
+    fn finish(self, out: &mut File) -> Result<(), RecordError> {
         let _ = fs::write(self.dir.join("tracing_on"), "0");
-        let text =
-            fs::read(self.dir.join("trace")).map_err(|e| format!("{}: {e}", self.dir.display()))?;
-        fs::write(out, text).map_err(|e| format!("{}: {e}", out.display()))
+        let path = self.dir.join("trace");
+        let mut trace = File::open(&path).map_err(|source| RecordError::File {
+            path: path.clone(),
+            source,
+        })?;
+        io::copy(&mut trace, out).map_err(|source| RecordError::File { path, source })?;
+        Ok(())
     }
+}
+
+/// An output file written under a temporary name (mode 0600) and renamed
+/// into place by [`Output::commit`], the existing file moving to
+/// `PATH.old`; dropped uncommitted, the temporary file is removed and the
+/// existing output is left alone.
+#[derive(Debug)]
+pub struct Output {
+    path: PathBuf,
+    tmp: PathBuf,
+    committed: bool,
+}
+
+impl Output {
+    pub fn create(path: &Path) -> Result<(Output, File), RecordError> {
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "perf.data".into());
+        let tmp = path.with_file_name(format!(".{name}.ksw-{}.tmp", std::process::id()));
+        let file = OpenOptions::new()
+            .write(true)
+            .read(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(|source| RecordError::File {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        Ok((
+            Output {
+                path: path.to_path_buf(),
+                tmp,
+                committed: false,
+            },
+            file,
+        ))
+    }
+
+    /// Moves an existing output to `PATH.old`, then the new file into place.
+    pub fn commit(mut self) -> Result<(), RecordError> {
+        let err = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| RecordError::File { path, source }
+        };
+        if fs::symlink_metadata(&self.path).is_ok() {
+            let mut old = self.path.clone().into_os_string();
+            old.push(".old");
+            fs::rename(&self.path, &old).map_err(err(&self.path))?;
+        }
+        fs::rename(&self.tmp, &self.path).map_err(err(&self.path))?;
+        self.committed = true;
+        Ok(())
+    }
+}
+
+impl Drop for Output {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = fs::remove_file(&self.tmp);
+        }
+    }
+}
+
+/// The exit status a shell gives a command: its code, or 128 + the signal
+/// that killed it.
+pub fn exit_code(status: ExitStatus) -> u8 {
+    match (status.code(), status.signal()) {
+        (Some(c), _) => c as u8,
+        (None, Some(sig)) => (128 + sig) as u8,
+        (None, None) => 1,
+    }
+}
+
+/// The `# counters:` line of /proc/kstackwatch (empty if unreadable).
+fn module_counters() -> String {
+    fs::read_to_string("/proc/kstackwatch")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("# counters:"))
+        .map(|c| c.trim().to_string())
+        .unwrap_or_default()
 }
 
 impl Drop for GraphCapture {
@@ -481,12 +647,10 @@ fn synthesize_maps(
     Ok(())
 }
 
-pub fn run(args: &RecordArgs) -> Result<(), String> {
+/// Records; returns the exit status to give (the command's, or 0).
+pub fn run(args: &RecordArgs) -> Result<u8, RecordError> {
     if !args.mmap_pages.is_power_of_two() {
-        return Err(format!(
-            "--mmap-pages {} is not a power of two",
-            args.mmap_pages
-        ));
+        return Err(RecordError::MmapPages(args.mmap_pages));
     }
     let tracefs = tracefs()?;
     let ids: Vec<u64> = KSW_EVENTS
@@ -494,6 +658,14 @@ pub fn run(args: &RecordArgs) -> Result<(), String> {
         .map(|e| read_event_id(&tracefs, e))
         .collect::<Result<_, _>>()?;
     let cpus = online_cpus()?;
+    let graph_filters = if args.graph_filter.is_empty() {
+        watched_functions()
+    } else {
+        args.graph_filter.clone()
+    };
+    if args.function_graph && graph_filters.is_empty() {
+        return Err(RecordError::NoGraphFilter);
+    }
     // SAFETY: sysconf has no preconditions.
     let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as usize;
     let ring_bytes = page * args.mmap_pages;
@@ -509,18 +681,19 @@ pub fn run(args: &RecordArgs) -> Result<(), String> {
             ids: Vec::new(),
         })
         .collect();
-    let mut event_of_id: IdMap<u64, usize> = IdMap::default();
+    let mut event_of_id: FxHashMap<u64, usize> = FxHashMap::default();
     for &cpu in &cpus {
         let mut leader: Option<usize> = None;
         for (index, &id) in ids.iter().enumerate() {
             let attr = attribute(id, args.callchain, leader.is_none(), ring_bytes);
-            let fd = open_event(&attr, cpu).map_err(|e| match e.raw_os_error() {
-                Some(libc::EACCES) | Some(libc::EPERM) => format!(
-                    "permission denied opening {SYSTEM}:{} on cpu {cpu}: run as root or with CAP_PERFMON (kernel.perf_event_paranoid = {})",
-                    KSW_EVENTS[index],
-                    paranoid()
-                ),
-                _ => format!("perf_event_open {SYSTEM}:{} on cpu {cpu}: {e}", KSW_EVENTS[index]),
+            let event = KSW_EVENTS[index];
+            let fd = open_event(&attr, cpu).map_err(|source| match source.raw_os_error() {
+                Some(libc::EACCES) | Some(libc::EPERM) => RecordError::Permission {
+                    event,
+                    cpu,
+                    paranoid: paranoid(),
+                },
+                _ => RecordError::Open { event, cpu, source },
             })?;
             let mut sample_id = 0u64;
             // SAFETY: ID writes the event's id into the u64 we pass.
@@ -531,7 +704,7 @@ pub fn run(args: &RecordArgs) -> Result<(), String> {
                 None => {
                     rings.push(
                         Ring::map(&fd, args.mmap_pages)
-                            .map_err(|e| format!("mmap of the cpu {cpu} ring: {e}"))?,
+                            .map_err(|source| RecordError::Mmap { cpu, source })?,
                     );
                     leader = Some(fds.len());
                 }
@@ -552,11 +725,15 @@ pub fn run(args: &RecordArgs) -> Result<(), String> {
 
     let kallsyms = fs::read_to_string("/proc/kallsyms").unwrap_or_default();
     let events: Vec<(&str, &str)> = KSW_EVENTS.iter().map(|e| (SYSTEM, *e)).collect();
-    let tracing = tracing_data::build(&tracefs, &events, Some(&kallsyms))
-        .map_err(|e| format!("reading the event formats: {e}"))?;
+    let tracing =
+        tracing_data::build(&tracefs, &events, Some(&kallsyms)).map_err(RecordError::Formats)?;
     let mono = clock_ns(libc::CLOCK_MONOTONIC);
     let wall = clock_ns(libc::CLOCK_REALTIME);
-    let file = File::create(&args.output).map_err(|e| format!("{}: {e}", args.output.display()))?;
+    let (output, file) = Output::create(&args.output)?;
+    let werr = |source: io::Error| RecordError::File {
+        path: args.output.clone(),
+        source,
+    };
     let first_id = specs[0].ids[0];
     let mut writer = Writer::create(
         BufWriter::new(file),
@@ -577,21 +754,18 @@ pub fn run(args: &RecordArgs) -> Result<(), String> {
             ..WriterConfig::default()
         },
     )
-    .map_err(|e| format!("{}: {e}", args.output.display()))?;
-    let werr = |e: io::Error| format!("{}: {e}", args.output.display());
+    .map_err(werr)?;
     synthesize_comms(&mut writer, first_id, mono).map_err(werr)?;
     synthesize_maps(&mut writer, &kallsyms, first_id, mono).map_err(werr)?;
 
-    let graph_filters = if args.graph_filter.is_empty() {
-        watched_functions()
-    } else {
-        args.graph_filter.clone()
+    let graph_path = {
+        let mut p = args.output.clone().into_os_string();
+        p.push(".graph");
+        PathBuf::from(p)
     };
-    if args.function_graph && graph_filters.is_empty() {
-        return Err("--function-graph: nothing is watched and no --graph-filter given: which functions to graph?".into());
-    }
     let graph = if args.function_graph {
-        Some(GraphCapture::start(&tracefs, &graph_filters)?)
+        let (out, file) = Output::create(&graph_path)?;
+        Some((GraphCapture::start(&tracefs, &graph_filters)?, out, file))
     } else {
         None
     };
@@ -601,18 +775,21 @@ pub fn run(args: &RecordArgs) -> Result<(), String> {
         libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
         libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
     }
+    let counters_start = module_counters();
     for (_, fd) in &fds {
         // SAFETY: ENABLE takes no pointer.
         ioctl(fd, "ENABLE", |f| unsafe { sys::ioctls::ENABLE(f, 0) })?;
     }
 
     let mut child: Option<Child> = match args.command.split_first() {
-        Some((program, rest)) => Some(
-            Process::new(program)
-                .args(rest)
-                .spawn()
-                .map_err(|e| format!("cannot run {program}: {e}"))?,
-        ),
+        Some((program, rest)) => {
+            Some(Process::new(program).args(rest).spawn().map_err(|source| {
+                RecordError::Command {
+                    program: program.clone(),
+                    source,
+                }
+            })?)
+        }
         None => {
             eprintln!(
                 "ksw record: recording {SYSTEM}:* on {} CPU(s); Ctrl-C to stop",
@@ -632,7 +809,7 @@ pub fn run(args: &RecordArgs) -> Result<(), String> {
         .map(|(_, (_, fd))| fd.as_raw_fd())
         .collect();
     let mut drain_all =
-        |writer: &mut Writer<BufWriter<File>>, rings: &mut Vec<Ring>| -> Result<(), String> {
+        |writer: &mut Writer<BufWriter<File>>, rings: &mut Vec<Ring>| -> Result<(), RecordError> {
             for ring in rings.iter_mut() {
                 ring.drain(
                     |rec| {
@@ -648,7 +825,7 @@ pub fn run(args: &RecordArgs) -> Result<(), String> {
                     },
                     |run| writer.write_raw_records(run),
                 )
-                .map_err(|e| format!("recording: {e}"))?;
+                .map_err(RecordError::Ring)?;
             }
             writer.write_finished_round().map_err(werr)
         };
@@ -665,7 +842,7 @@ pub fn run(args: &RecordArgs) -> Result<(), String> {
         unsafe { libc::poll(polls.as_mut_ptr(), polls.len() as libc::nfds_t, 100) };
         drain_all(&mut writer, &mut rings)?;
         if let Some(c) = child.as_mut() {
-            if let Some(s) = c.try_wait().map_err(|e| e.to_string())? {
+            if let Some(s) = c.try_wait().map_err(RecordError::Wait)? {
                 status = Some(s);
                 break;
             }
@@ -679,17 +856,17 @@ pub fn run(args: &RecordArgs) -> Result<(), String> {
     }
     std::thread::sleep(Duration::from_millis(10));
     drain_all(&mut writer, &mut rings)?;
-    writer.finish().map_err(werr)?;
-    let graph_path = args.output.with_file_name(format!(
-        "{}.graph",
-        args.output
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or("perf.data")
-    ));
-    if let Some(g) = graph {
-        g.finish(&graph_path)?;
+    let counters_end = module_counters();
+    if !counters_end.is_empty() {
+        writer.set_ksw_counters(format!("start: {counters_start}\nend: {counters_end}\n"));
     }
+    writer.finish().map_err(werr)?;
+    if let Some((g, out, mut file)) = graph {
+        g.finish(&mut file)?;
+        drop(file);
+        out.commit()?;
+    }
+    output.commit()?;
 
     let total: u64 = counts.iter().sum();
     eprintln!(
@@ -705,7 +882,83 @@ pub fn run(args: &RecordArgs) -> Result<(), String> {
         }
     );
     match status {
-        Some(s) if !s.success() => Err(format!("the recorded command failed ({s})")),
-        _ => Ok(()),
+        Some(s) if !s.success() => {
+            let code = exit_code(s);
+            eprintln!("ksw record: the recorded command failed ({s}): exit status {code}");
+            Ok(code)
+        }
+        _ => Ok(0),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn scratch(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("ksw-out-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&d);
+        fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    #[test]
+    fn output_is_private_rotated_and_untouched_on_failure() {
+        let d = scratch("rotate");
+        let path = d.join("perf.data");
+        fs::write(&path, b"old recording").unwrap();
+        // A failure after creating the output leaves the old file alone.
+        {
+            let (_out, mut f) = Output::create(&path).unwrap();
+            io::Write::write_all(&mut f, b"half").unwrap();
+        }
+        assert_eq!(fs::read(&path).unwrap(), b"old recording");
+        assert_eq!(fs::read_dir(&d).unwrap().count(), 1, "temporary file left");
+        // Success: the old one becomes perf.data.old, the new one is 0600.
+        let (out, mut f) = Output::create(&path).unwrap();
+        io::Write::write_all(&mut f, b"new recording").unwrap();
+        drop(f);
+        out.commit().unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"new recording");
+        assert_eq!(fs::read(d.join("perf.data.old")).unwrap(), b"old recording");
+        let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn exit_codes_are_the_shells() {
+        assert_eq!(exit_code(ExitStatus::from_raw(3 << 8)), 3);
+        assert_eq!(exit_code(ExitStatus::from_raw(0)), 0);
+        // Killed by SIGKILL (9).
+        assert_eq!(exit_code(ExitStatus::from_raw(9)), 137);
+    }
+
+    #[test]
+    fn the_kernel_attr_is_the_files() {
+        let a = attribute(42, true, true, 4096 * 64);
+        let raw = sys_attr(&a);
+        assert_eq!(raw.config, 42);
+        assert_eq!(raw.sample_type, a.sample_type);
+        assert_eq!(raw.disabled(), 1);
+        assert_eq!(raw.sample_id_all(), 1);
+        assert_eq!(raw.use_clockid(), 1);
+        assert_eq!(raw.comm(), 1);
+        assert_eq!(raw.task(), 1);
+        assert_eq!(raw.watermark(), 1);
+        assert_eq!(raw.clockid, 1);
+        // SAFETY: plain integers in a union; both members are u64/u32.
+        let (period, wakeup) = unsafe {
+            (
+                raw.__bindgen_anon_1.sample_period,
+                raw.__bindgen_anon_2.wakeup_events,
+            )
+        };
+        assert_eq!((period, wakeup), (1, (4096 * 64 / 4) as u32));
+        // Same bits as the file's on-disk attribute.
+        let bytes = a.to_bytes();
+        let flags = u64::from_le_bytes(bytes[40..48].try_into().unwrap());
+        assert_eq!(flags, a.flags);
     }
 }

@@ -1,153 +1,105 @@
-//! The report: one model (built frame by frame as the stream goes), printed
-//! as text or JSON, so both outputs always say the same thing.
+//! The report: one model, printed as text or JSON as it is produced, so
+//! both outputs always say the same thing and memory does not grow with
+//! the recording.
+//!
+//! Frames stream out as they end (text: `--max-frames 0` lists them all as
+//! they come, the summary after them; a bounded listing keeps its few
+//! frames and prints the summary first). JSON is one document written by
+//! serde_json's serializer as it goes (schema in `Documentation/ksw.md`,
+//! [`SCHEMA_VERSION`]); a damaged record mid-file still ends it properly,
+//! with an `error` member.
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
+use std::io::{self, Write};
+use std::rc::Rc;
+use std::sync::Arc;
 
-use crate::idmap::IdMap;
-use std::fmt::Write as _;
-
-use serde::Serialize;
-
-use crate::correlate::{self, Frame, MatchedHit, Outcome, Summary, TimeMatch, Writer};
-use crate::events::{Hit, Recording, StreamStats};
-use crate::graph::Graph;
-use crate::symbols::{self, Symbols};
 use ksw_core::events::ExitState;
+use serde::ser::{SerializeMap, SerializeSeq};
+use serde::{Serialize, Serializer};
 
-#[derive(Debug, Serialize)]
-pub struct Task {
-    pub pid: i32,
-    pub comm: String,
+use crate::correlate::{
+    self, Agreement, End, Frame, FrameVerdict, MatchedHit, MissingArm, Outcome, Summary, TimeMatch,
+    Writer,
+};
+use crate::events::{Hit, Recording, StreamStats};
+use crate::graph::{Anchor, Graph};
+use crate::symbols::{self, Symbols};
+
+/// Version of the JSON document's layout (`schema_version`).
+pub const SCHEMA_VERSION: u32 = 2;
+
+/// `0x...` without allocating.
+struct Hex(u64);
+
+impl Hex {
+    fn fmt_into(self, buf: &mut [u8; 18]) -> &str {
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        let mut v = self.0;
+        let mut i = buf.len();
+        loop {
+            i -= 1;
+            buf[i] = DIGITS[(v & 15) as usize];
+            v >>= 4;
+            if v == 0 {
+                break;
+            }
+        }
+        buf[i - 1] = b'x';
+        buf[i - 2] = b'0';
+        // Only ASCII digits and "0x" were written.
+        std::str::from_utf8(&buf[i - 2..]).unwrap_or("0x?")
+    }
 }
 
-#[derive(Debug, Serialize)]
-pub struct HitOut {
-    pub id: u64,
-    pub time_ns: u64,
-    pub cpu: Option<u32>,
-    pub writer: Task,
-    pub instruction: String,
-    pub address: String,
-    pub old_value: String,
-    pub new_value: String,
-    /// What the writer ran as: "task", "softirq", "hardirq", "nmi" (None
-    /// in recordings of older modules).
-    pub context: Option<String>,
-    /// The writer is the victim task itself: its own code, or an
-    /// interrupt that came in on its CPU while it ran.
-    pub by_victim: bool,
-    pub victim: Task,
-    /// The victim frame's watch id by each matching method.
-    pub matched_by_id: Option<u64>,
-    pub matched_by_time: Option<u64>,
-    pub agreement: String,
+impl Serialize for Hex {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut buf = [0u8; 18];
+        s.serialize_str(Hex(self.0).fmt_into(&mut buf))
+    }
 }
 
-/// What function_graph shows around an event.
-#[derive(Debug, Serialize)]
-pub struct GraphOut {
-    /// "by event id", "by time", or why nothing matched.
-    pub anchor: String,
-    /// Open calls at the event, outermost first.
-    pub path: Vec<String>,
-    /// For a victim: calls it made while armed (depth, function, duration ns).
-    pub calls: Vec<(usize, String, Option<u64>)>,
-}
-
-#[derive(Debug, Serialize)]
-pub struct FrameOut {
-    pub id: u64,
-    pub function: Option<String>,
-    pub probe: String,
-    pub depth: u32,
-    pub task: Task,
-    pub cpu: Option<u32>,
-    pub address: String,
-    pub len: u8,
-    pub sp_offset: u64,
-    pub armed_ns: u64,
-    pub disarmed_ns: Option<u64>,
-    pub value_at_arm: String,
-    pub value_at_exit: Option<String>,
-    pub verdict: String,
-    pub disarm_reason: Option<String>,
-    pub hit_count: u64,
-    /// The first hits (see `hit_count` for all).
-    pub hits: Vec<HitOut>,
-    pub call_chain: Vec<String>,
-    pub graph: Option<GraphOut>,
-}
-
-#[derive(Debug, Serialize)]
-pub struct SiteOut {
-    pub instruction: String,
-    pub count: u64,
-    pub cpus: Vec<u32>,
-    /// Watch ids of the frames written.
-    pub victims: Vec<u64>,
-    /// The first hits.
-    pub examples: Vec<HitOut>,
-    pub call_chain: Vec<String>,
-    pub graph: Option<GraphOut>,
-}
-
-#[derive(Debug, Serialize)]
-pub struct WriterOut {
-    pub task: Task,
-    pub hits: u64,
-    pub sites: Vec<SiteOut>,
-}
-
-#[derive(Debug, Serialize)]
-pub struct RecordingInfo {
-    pub path: String,
-    pub hostname: Option<String>,
-    pub os_release: Option<String>,
-    pub clock: String,
-    pub events: u64,
-    pub lost: u64,
-    pub symbols: String,
-    pub graph: Option<String>,
-}
-
-#[derive(Debug, Serialize)]
-pub struct SummaryOut {
-    pub headline: String,
-    pub corruptions: u64,
-    pub victims: u64,
-    pub writers: u64,
-    pub frames: u64,
-    pub hit: u64,
-    pub clean: u64,
-    pub silently_corrupted: u64,
-    /// Frames whose value at death is unknown (backstop disarms).
-    pub unknown: u64,
-    pub still_armed: u64,
-    pub unmatched_hits: u64,
-    pub disagreements: u64,
-}
-
-/// Everything but the frames (those stream).
-#[derive(Debug, Serialize)]
-pub struct Tail {
-    pub recording: RecordingInfo,
-    pub summary: SummaryOut,
-    pub writers: Vec<WriterOut>,
-    pub unmatched_hits: Vec<HitOut>,
-    pub notes: Vec<String>,
-}
-
-fn hex(v: u64) -> String {
-    format!("{v:#x}")
+impl std::fmt::Display for Hex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut buf = [0u8; 18];
+        f.write_str(Hex(self.0).fmt_into(&mut buf))
+    }
 }
 
 /// A value as the report shows it: the kernel never puts the task's stack
 /// canary in an event, it says "canary" instead.
-fn shown(v: u64, is_canary: bool) -> String {
-    if is_canary {
-        "canary".into()
+enum Shown {
+    Value(u64),
+    Canary,
+    Unknown,
+}
+
+impl std::fmt::Display for Shown {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Shown::Value(v) => Hex(*v).fmt(f),
+            Shown::Canary => f.write_str("canary"),
+            Shown::Unknown => f.write_str("?"),
+        }
+    }
+}
+
+impl Serialize for Shown {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Shown::Value(v) => Hex(*v).serialize(s),
+            Shown::Canary => s.serialize_str("canary"),
+            Shown::Unknown => s.serialize_none(),
+        }
+    }
+}
+
+fn shown(v: u64, canary: bool) -> Shown {
+    if canary {
+        Shown::Canary
     } else {
-        hex(v)
+        Shown::Value(v)
     }
 }
 
@@ -162,262 +114,21 @@ fn clock_name(clockid: Option<i32>) -> String {
     }
 }
 
-/// Turns correlator output into the report model.
-#[derive(Debug)]
-pub struct Renderer<'a> {
-    pub symbols: &'a Symbols,
-    pub graph: Option<(&'a str, &'a Graph)>,
-}
-
-impl Renderer<'_> {
-    pub fn hit(&self, m: &MatchedHit) -> HitOut {
-        let h = &m.hit;
-        HitOut {
-            id: h.id,
-            time_ns: h.ctx.time_ns,
-            cpu: h.ctx.cpu,
-            writer: Task {
-                pid: h.ctx.tid,
-                comm: correlate::writer_comm(h).to_string(),
-            },
-            instruction: self.symbols.describe(h.writer_ip),
-            address: hex(h.addr),
-            old_value: shown(h.old_value, h.old_is_canary),
-            new_value: shown(h.new_value, h.new_is_canary),
-            context: h.context.map(|c| c.as_str().to_string()),
-            by_victim: h.by_victim,
-            victim: Task {
-                pid: h.victim_pid,
-                comm: h.victim_comm.to_string(),
-            },
-            matched_by_id: m.by_id,
-            matched_by_time: match m.by_time {
-                TimeMatch::One(id) => Some(id),
-                _ => None,
-            },
-            agreement: m.agreement().to_string(),
-        }
-    }
-
-    pub fn frame(&self, f: &Frame) -> FrameOut {
-        let a = &f.arm;
-        let chain = symbols::victim_chain(&a.ctx.callchain, a.probe_ip);
-        FrameOut {
-            id: a.id,
-            function: self.symbols.function(a.probe_ip),
-            probe: self.symbols.describe(a.probe_ip),
-            depth: a.depth,
-            // The kernel's own name for the victim (in hits), else COMM tracking.
-            task: Task {
-                pid: a.ctx.tid,
-                comm: f
-                    .hits
-                    .first()
-                    .map(|m| m.hit.victim_comm.to_string())
-                    .or_else(|| a.ctx.comm.as_deref().map(str::to_string))
-                    .unwrap_or_else(|| "?".into()),
-            },
-            cpu: a.ctx.cpu,
-            address: hex(a.addr),
-            len: a.len,
-            sp_offset: a.addr.wrapping_sub(a.sp),
-            armed_ns: a.ctx.time_ns,
-            disarmed_ns: f.disarm.as_ref().map(|d| d.ctx.time_ns),
-            value_at_arm: shown(a.value, a.canary),
-            value_at_exit: f.disarm.as_ref().and_then(|d| match d.corrupted {
-                ExitState::Unknown => None,
-                _ => Some(shown(d.exit_value, d.exit_is_canary)),
-            }),
-            verdict: f
-                .verdict()
-                .map_or("still armed at end of recording".into(), |v| {
-                    v.as_str().to_string()
-                }),
-            disarm_reason: f
-                .disarm
-                .as_ref()
-                .and_then(|d| d.reason)
-                .map(|r| r.as_str().to_string()),
-            hit_count: f.hit_count,
-            hits: f.hits.iter().map(|m| self.hit(m)).collect(),
-            call_chain: chain
-                .iter()
-                .map(|&ip| self.symbols.describe_return(ip))
-                .collect(),
-            graph: self.graph.map(|(_, g)| {
-                victim_graph(
-                    g,
-                    a.id,
-                    a.addr,
-                    a.ctx.tid,
-                    a.ctx.time_ns,
-                    f.disarm.as_ref().map(|d| d.ctx.time_ns),
-                )
-            }),
-        }
-    }
-
-    fn writer(&self, w: &Writer) -> WriterOut {
-        WriterOut {
-            task: Task {
-                pid: w.tid,
-                comm: w.comm.clone(),
-            },
-            hits: w.hit_count(),
-            sites: w
-                .sites
-                .iter()
-                .map(|s| SiteOut {
-                    instruction: self.symbols.describe(s.writer_ip),
-                    count: s.count,
-                    cpus: s.cpus.iter().copied().collect(),
-                    victims: s.victims.iter().copied().collect(),
-                    examples: s.examples.iter().map(|m| self.hit(m)).collect(),
-                    call_chain: s
-                        .chain
-                        .iter()
-                        .enumerate()
-                        // The first entry is the writer ip itself, not a return address.
-                        .map(|(i, &ip)| {
-                            if i == 0 {
-                                self.symbols.describe(ip)
-                            } else {
-                                self.symbols.describe_return(ip)
-                            }
-                        })
-                        .collect(),
-                    graph: match (self.graph, s.examples.first()) {
-                        (Some((_, g)), Some(m)) => Some(writer_graph(g, &m.hit)),
-                        _ => None,
-                    },
-                })
-                .collect(),
-        }
-    }
-
-    pub fn tail(&self, recording: &Recording, stats: StreamStats, outcome: &Outcome) -> Tail {
-        let mut notes = Vec::new();
-        let s: &Summary = &outcome.summary;
-        if stats.lost > 0 {
-            notes.push(format!(
-                "{} events were lost while recording: verdicts may be incomplete",
-                stats.lost
-            ));
-        }
-        if s.unmatched_hits > 0 {
-            notes.push(format!(
-                "{} hit(s) match no recorded arm (armed before the recording started?)",
-                s.unmatched_hits
-            ));
-        }
-        for m in &outcome.disagreements {
-            notes.push(format!(
-                "hit on watch {} at {:#x}: id and time/address matches {} (by id: {:?}, by time: {:?})",
-                m.hit.id,
-                m.hit.addr,
-                m.agreement(),
-                m.by_id,
-                m.by_time
-            ));
-        }
-        if s.disagreements > outcome.disagreements.len() as u64 {
-            notes.push(format!(
-                "... and {} more disagreements",
-                s.disagreements - outcome.disagreements.len() as u64
-            ));
-        }
-        if s.orphan_disarms > 0 {
-            notes.push(format!(
-                "{} disarm(s) without a recorded arm (frames armed before the recording started)",
-                s.orphan_disarms
-            ));
-        }
-        if self.symbols.is_empty() && stats.events > 0 {
-            notes.push("no kernel symbols: pass --kallsyms (a copy of the recording machine's /proc/kallsyms) or record with `ksw record`".into());
-        }
-        Tail {
-            recording: RecordingInfo {
-                path: recording.path.display().to_string(),
-                hostname: recording.hostname.clone(),
-                os_release: recording.os_release.clone(),
-                clock: clock_name(recording.clockid),
-                events: stats.events,
-                lost: stats.lost,
-                symbols: self.symbols.source.to_string(),
-                graph: self.graph.map(|(p, _)| p.to_string()),
-            },
-            summary: SummaryOut {
-                headline: s.headline(),
-                corruptions: s.corruptions,
-                victims: s.victims,
-                writers: s.writers,
-                frames: s.frames,
-                hit: s.hit,
-                clean: s.clean,
-                silently_corrupted: s.silent,
-                unknown: s.unknown,
-                still_armed: s.still_armed,
-                unmatched_hits: s.unmatched_hits,
-                disagreements: s.disagreements,
-            },
-            writers: outcome.writers.iter().map(|w| self.writer(w)).collect(),
-            unmatched_hits: outcome.unmatched.iter().map(|m| self.hit(m)).collect(),
-            notes,
-        }
-    }
-}
-
-fn unmatched(g: &Graph, tid: i32, time_ns: u64) -> GraphOut {
-    let why = match g.time_range() {
-        Some((a, b)) if time_ns + 1_000 < a || time_ns > b + 1_000 => format!(
-            "unmatched: the graph covers {} .. {}, the event is at {} (record both on the mono clock)",
-            secs(a),
-            secs(b),
-            secs(time_ns)
-        ),
-        _ => format!("unmatched: no function_graph lines of task {tid} at that time"),
-    };
-    GraphOut {
-        anchor: why,
-        path: Vec::new(),
-        calls: Vec::new(),
-    }
-}
-
-fn writer_graph(g: &Graph, h: &Hit) -> GraphOut {
-    match g.locate(("ksw_hit", h.id, h.addr), h.ctx.tid, h.ctx.time_ns) {
-        Some((at, anchor)) => GraphOut {
-            anchor: anchor.as_str().into(),
-            path: g.stack_at(h.ctx.tid, at),
-            calls: Vec::new(),
-        },
-        None => unmatched(g, h.ctx.tid, h.ctx.time_ns),
-    }
-}
-
-fn victim_graph(
-    g: &Graph,
-    id: u64,
-    addr: u64,
-    tid: i32,
-    armed: u64,
-    disarmed: Option<u64>,
-) -> GraphOut {
-    let Some((from, anchor)) = g.locate(("ksw_arm", id, addr), tid, armed) else {
-        return unmatched(g, tid, armed);
-    };
-    let to = disarmed
-        .and_then(|t| g.locate(("ksw_disarm", id, addr), tid, t))
-        .map_or(g.lines.len().saturating_sub(1), |(i, _)| i);
-    GraphOut {
-        anchor: anchor.as_str().into(),
-        path: g.stack_at(tid, from),
-        calls: g.calls_between(tid, from, to),
-    }
-}
-
 pub fn secs(ns: u64) -> String {
     format!("{}.{:09}", ns / 1_000_000_000, ns % 1_000_000_000)
+}
+
+struct Secs(u64);
+
+impl std::fmt::Display for Secs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}.{:09}",
+            self.0 / 1_000_000_000,
+            self.0 % 1_000_000_000
+        )
+    }
 }
 
 fn duration(ns: u64) -> String {
@@ -428,280 +139,1346 @@ fn duration(ns: u64) -> String {
     }
 }
 
-/// The frames a text report lists, and how the others add up.
-#[derive(Debug, Default)]
-pub struct FrameListing {
-    pub shown: Vec<FrameOut>,
-    /// Frames not listed, by (function, verdict).
-    pub others: BTreeMap<(String, &'static str), u64>,
-    /// Function names by probe address: symbolizing (and demangling) once
-    /// per probe point, not once per frame.
-    functions: IdMap<u64, String>,
+/// What function_graph shows around an event.
+#[derive(Debug, Clone, Serialize)]
+pub struct GraphOut {
+    /// "event" (the same event is inline in the graph), "time" (the task's
+    /// graph line at or before the event's time) or "unmatched".
+    pub anchor: &'static str,
+    /// In words: "by event id", "by time", or why nothing matched.
+    pub anchor_text: String,
+    /// Open calls at the event, outermost first.
+    pub path: Vec<String>,
+    /// For a victim: the calls it made while armed.
+    pub calls: Vec<GraphCall>,
 }
 
-impl FrameListing {
-    /// Lists `frame` if fewer than `max` are listed (0: list all), else
-    /// counts it; only listed frames are rendered.
-    pub fn add(&mut self, frame: &Frame, renderer: &Renderer<'_>, max: usize) {
-        if max == 0 || self.shown.len() < max {
-            self.shown.push(renderer.frame(frame));
-            return;
-        }
-        let ip = frame.arm.probe_ip;
-        let function = self.functions.entry(ip).or_insert_with(|| {
-            renderer
-                .symbols
-                .function(ip)
-                .unwrap_or_else(|| format!("{ip:#x}"))
-        });
-        let verdict = frame
-            .verdict()
-            .map_or("still armed at end of recording", |v| v.as_str());
-        *self.others.entry((function.clone(), verdict)).or_default() += 1;
+/// One call of a victim while armed (JSON: labelled).
+#[derive(Debug, Clone, Serialize)]
+pub struct GraphCall {
+    /// Below the armed function (0: called by it).
+    pub depth: usize,
+    pub function: String,
+    /// None while it had not returned when the watch ended.
+    pub duration_ns: Option<u64>,
+}
+
+fn unmatched(g: &Graph, tid: i32, time_ns: u64) -> GraphOut {
+    let why = match g.time_range() {
+        Some((a, b)) if time_ns.saturating_add(1_000) < a || time_ns > b.saturating_add(1_000) => format!(
+            "unmatched: the graph covers {} .. {}, the event is at {} (record both on the mono clock)",
+            secs(a),
+            secs(b),
+            secs(time_ns)
+        ),
+        _ => format!("unmatched: no function_graph lines of task {tid} at that time"),
+    };
+    GraphOut {
+        anchor: "unmatched",
+        anchor_text: why,
+        path: Vec::new(),
+        calls: Vec::new(),
     }
 }
 
-/// The human-readable report.
-pub fn render_text(tail: &Tail, frames: &FrameListing) -> String {
-    let mut o = String::new();
-    let rec = &tail.recording;
-    let _ = writeln!(
-        o,
-        "ksw report: {} ({}{}clock {}, {} events, {} lost)",
-        rec.path,
-        rec.hostname
-            .as_deref()
-            .map(|h| format!("host {h}, "))
-            .unwrap_or_default(),
-        rec.os_release
-            .as_deref()
-            .map(|k| format!("kernel {k}, "))
-            .unwrap_or_default(),
-        rec.clock,
-        rec.events,
-        rec.lost
-    );
-    let _ = writeln!(o, "symbols: {}", rec.symbols);
-    if let Some(g) = &rec.graph {
-        let _ = writeln!(o, "function_graph: {g}");
+fn anchor_code(a: Anchor) -> &'static str {
+    match a {
+        Anchor::Event => "event",
+        Anchor::Time => "time",
     }
-    let s = &tail.summary;
-    let _ = writeln!(o, "\n{}", s.headline);
-    let _ = write!(
-        o,
-        "  {} watched frame(s): {} hit, {} silently corrupted, {} clean, {} still armed",
-        s.frames, s.hit, s.silently_corrupted, s.clean, s.still_armed
-    );
-    if s.unknown > 0 {
-        let _ = write!(o, ", {} unknown (value at death not read)", s.unknown);
-    }
-    let _ = writeln!(o);
-
-    let _ = writeln!(o, "\nVictim frames");
-    if frames.shown.is_empty() {
-        let _ = writeln!(o, "  (none armed in this recording)");
-    }
-    let mut shown: Vec<&FrameOut> = frames.shown.iter().collect();
-    shown.sort_by_key(|f| (f.armed_ns, f.id));
-    for v in shown {
-        render_frame(&mut o, v);
-    }
-    if !frames.others.is_empty() {
-        let more: u64 = frames.others.values().sum();
-        let _ = writeln!(
-            o,
-            "  ... {more} more frame(s) (--max-frames 0 lists all; all are in --format json):"
-        );
-        for ((function, verdict), n) in &frames.others {
-            let _ = writeln!(o, "      {n:>8} x {function}: {verdict}");
-        }
-    }
-
-    let _ = writeln!(o, "\nWriters");
-    if tail.writers.is_empty() {
-        let _ = writeln!(o, "  (no write caught)");
-    }
-    for w in &tail.writers {
-        let _ = writeln!(o, "  {}/{}: {} write(s)", w.task.comm, w.task.pid, w.hits);
-        for site in &w.sites {
-            let cpus: Vec<String> = site.cpus.iter().map(u32::to_string).collect();
-            let _ = writeln!(
-                o,
-                "    {} x {} on cpu {}",
-                site.count,
-                site.instruction,
-                cpus.join(",")
-            );
-            for hit in &site.examples {
-                render_hit_line(&mut o, hit);
-            }
-            if site.count > site.examples.len() as u64 {
-                let _ = writeln!(
-                    o,
-                    "      ... {} more",
-                    site.count - site.examples.len() as u64
-                );
-            }
-            if !site.call_chain.is_empty() {
-                let _ = writeln!(o, "      call chain:");
-                for frame in &site.call_chain {
-                    let _ = writeln!(o, "        {frame}");
-                }
-            }
-            if let Some(g) = &site.graph {
-                render_graph(&mut o, "writer", g);
-            }
-        }
-    }
-    if !tail.unmatched_hits.is_empty() {
-        let _ = writeln!(o, "\nHits without a recorded frame");
-        for hit in &tail.unmatched_hits {
-            render_hit_line(&mut o, hit);
-        }
-    }
-    if !tail.notes.is_empty() {
-        let _ = writeln!(o, "\nNotes");
-        for n in &tail.notes {
-            let _ = writeln!(o, "  - {n}");
-        }
-    }
-    o
 }
 
-fn render_hit_line(o: &mut String, hit: &HitOut) {
-    let _ = writeln!(
-        o,
-        "      {}  watch {} ({}/{}): {} -> {} at {}{}",
-        secs(hit.time_ns),
-        hit.id,
-        hit.victim.comm,
-        hit.victim.pid,
-        hit.old_value,
-        hit.new_value,
-        hit.address,
-        context_note(hit)
-    );
+fn writer_graph(g: &Graph, h: &Hit) -> GraphOut {
+    match g.locate(("ksw_hit", h.id, h.addr), h.ctx.tid, h.ctx.time_ns) {
+        Some((at, anchor)) => {
+            let time = match anchor {
+                Anchor::Event => g.lines[at].time_ns,
+                Anchor::Time => h.ctx.time_ns,
+            };
+            GraphOut {
+                anchor: anchor_code(anchor),
+                anchor_text: anchor.as_str().into(),
+                path: g.stack_at(h.ctx.tid, at, time),
+                calls: Vec::new(),
+            }
+        }
+        None => unmatched(g, h.ctx.tid, h.ctx.time_ns),
+    }
 }
 
-/// ` [hardirq on the victim's CPU]` and the like; empty for a plain task.
-fn context_note(hit: &HitOut) -> String {
-    match (hit.context.as_deref(), hit.by_victim) {
-        (None | Some("task"), false) => String::new(),
-        (None | Some("task"), true) => " [the victim itself]".into(),
-        (Some(c), true) => format!(" [{c} on the victim's CPU, interrupting it]"),
-        (Some(c), false) => format!(" [{c}]"),
-    }
+fn victim_graph(g: &Graph, f: &Frame) -> Option<GraphOut> {
+    let a = f.arm.as_ref()?;
+    let (id, addr, tid, armed) = (a.id, a.addr, a.ctx.tid, a.ctx.time_ns);
+    let Some((from, anchor)) = g.locate(("ksw_arm", id, addr), tid, armed) else {
+        return Some(unmatched(g, tid, armed));
+    };
+    let time = match anchor {
+        Anchor::Event => g.lines[from].time_ns,
+        Anchor::Time => armed,
+    };
+    let to = f
+        .disarm
+        .as_ref()
+        .and_then(|d| g.locate(("ksw_disarm", id, addr), tid, d.ctx.time_ns))
+        .map_or(g.lines.len().saturating_sub(1), |(i, _)| i);
+    Some(GraphOut {
+        anchor: anchor_code(anchor),
+        anchor_text: anchor.as_str().into(),
+        path: g.stack_at(tid, from, time),
+        calls: g
+            .calls_between(tid, from, to)
+            .into_iter()
+            .map(|(depth, function, duration_ns)| GraphCall {
+                depth,
+                function,
+                duration_ns,
+            })
+            .collect(),
+    })
 }
 
 /// Who wrote, as a verdict names them.
-fn writer_label(hit: &HitOut) -> String {
-    let task = format!("{}/{}", hit.writer.comm, hit.writer.pid);
-    match (hit.context.as_deref(), hit.by_victim) {
+fn writer_label(m: &MatchedHit) -> String {
+    let task = format!("{}/{}", name_or_unknown(&m.writer_name), m.hit.ctx.tid);
+    match (m.hit.context.map(|c| c.as_str()), m.hit.by_victim) {
         (None | Some("task"), _) => task,
         (Some(c), true) => format!("{c} on the victim's CPU (interrupting {task})"),
         (Some(c), false) => format!("{c} (interrupting {task})"),
     }
 }
 
-fn render_frame(o: &mut String, v: &FrameOut) {
-    let _ = writeln!(
-        o,
-        "  watch {}: {} (probe {}, depth {})",
-        v.id,
-        v.function.as_deref().unwrap_or("?"),
-        v.probe,
-        v.depth
-    );
-    let _ = writeln!(
-        o,
-        "    task     {}/{}{}",
-        v.task.comm,
-        v.task.pid,
-        v.cpu.map(|c| format!(" on cpu {c}")).unwrap_or_default()
-    );
-    let _ = writeln!(
-        o,
-        "    address  {} ({} bytes, sp+{:#x})",
-        v.address, v.len, v.sp_offset
-    );
-    match v.disarmed_ns {
-        Some(end) => {
-            let _ = writeln!(
-                o,
-                "    window   {} .. {} ({})",
-                secs(v.armed_ns),
-                secs(end),
-                duration(end.saturating_sub(v.armed_ns))
-            );
-        }
-        None => {
-            let _ = writeln!(o, "    window   {} .. (still armed)", secs(v.armed_ns));
-        }
-    }
-    let _ = writeln!(
-        o,
-        "    value    {} at arm -> {} at exit",
-        v.value_at_arm,
-        v.value_at_exit.as_deref().unwrap_or("?")
-    );
-    let mut writers: Vec<String> = v.hits.iter().map(writer_label).collect();
-    writers.dedup();
-    let verdict = match v.verdict.as_str() {
-        "hit" => format!(
-            "HIT: {} write(s) caught, by {}{}",
-            v.hit_count,
-            writers.join(", "),
-            if v.value_at_exit.as_deref() != Some(v.value_at_arm.as_str()) {
-                "; value changed"
-            } else {
-                "; value restored"
-            }
-        ),
-        "silently corrupted" => format!(
-            "SILENTLY CORRUPTED: {} at arm, {} when the frame died, and no write was caught",
-            v.value_at_arm,
-            v.value_at_exit.as_deref().unwrap_or("?")
-        ),
-        "clean" => "clean".into(),
-        "unknown" => "UNKNOWN: no write caught, but the value at death was not read (disarmed after the frame died)".into(),
-        other => other.to_string(),
+/// ` [hardirq on the victim's CPU, interrupting it]` and the like; empty
+/// for a plain task.
+fn context_note(h: &Hit) -> String {
+    let who = match (h.context.map(|c| c.as_str()), h.by_victim) {
+        (None | Some("task"), false) => String::new(),
+        (None | Some("task"), true) => " [the victim itself]".into(),
+        (Some(c), true) => format!(" [{c} on the victim's CPU, interrupting it]"),
+        (Some(c), false) => format!(" [{c}]"),
     };
-    let _ = writeln!(o, "    verdict  {verdict}");
-    if let Some(reason) = &v.disarm_reason {
-        if reason != "return" {
-            let _ = writeln!(o, "    ended    by {reason}");
-        }
-    }
-    if !v.call_chain.is_empty() {
-        let _ = writeln!(o, "    armed in {}", v.call_chain.join(" <- "));
-    }
-    if let Some(g) = &v.graph {
-        render_graph(o, "victim", g);
+    if h.out_of_line {
+        who + " [the probed instruction, run from the arming kprobe's copy]"
+    } else {
+        who
     }
 }
 
-fn render_graph(o: &mut String, who: &str, g: &GraphOut) {
-    if g.path.is_empty() && g.calls.is_empty() {
-        let _ = writeln!(o, "    function_graph ({who}): {}", g.anchor);
-        return;
+fn name_or_unknown(n: &Option<Arc<str>>) -> &str {
+    n.as_deref().unwrap_or("?")
+}
+
+/// Turns correlator output into text or JSON.
+#[derive(Debug)]
+pub struct Renderer<'a> {
+    pub symbols: &'a Symbols,
+    pub graph: Option<(&'a str, &'a Graph)>,
+}
+
+impl Renderer<'_> {
+    /// The victim's call chain, the writer's excluded, return hooks named;
+    /// where function_graph shows the victim's caller behind a return
+    /// hook, it is named too.
+    fn victim_chain(&self, f: &Frame, graph: Option<&GraphOut>) -> Vec<(u64, Rc<str>)> {
+        let Some(a) = &f.arm else {
+            return Vec::new();
+        };
+        let chain = symbols::victim_chain(&a.ctx.callchain, a.probe_ip);
+        chain
+            .iter()
+            .map(|&ip| {
+                let mut text = self.symbols.describe_return(ip);
+                if self.symbols.is_trampoline(ip) {
+                    if let Some(caller) = graph.and_then(|g| g.path.iter().rev().nth(1)) {
+                        text =
+                            Rc::from(format!("{} [function_graph: called from {caller}]", &*text));
+                    }
+                }
+                (ip, text)
+            })
+            .collect()
     }
-    let _ = writeln!(
+
+    fn function_of(&self, f: &Frame) -> Rc<str> {
+        match f.probe_ip {
+            Some(ip) => self.symbols.function(ip),
+            None => Rc::from("?"),
+        }
+    }
+
+    /// The text block of one frame.
+    pub fn text_frame(&self, o: &mut Vec<u8>, f: &Frame) {
+        let _ = self.write_text_frame(o, f);
+    }
+
+    fn write_text_frame(&self, o: &mut Vec<u8>, f: &Frame) -> io::Result<()> {
+        let probe = match f.probe_ip {
+            Some(ip) => self.symbols.describe(ip),
+            None => Rc::from("?"),
+        };
+        match (&f.arm, f.missing_arm) {
+            (Some(a), _) => writeln!(
+                o,
+                "  watch {}: {} (probe {}, depth {})",
+                f.id,
+                self.function_of(f),
+                probe,
+                a.depth
+            )?,
+            (None, missing) => writeln!(
+                o,
+                "  watch {}: {} (probe {}; {})",
+                f.id,
+                self.function_of(f),
+                probe,
+                match missing {
+                    Some(MissingArm::BeforeRecording) =>
+                        "armed before the recording started: arm not recorded",
+                    _ => "arm not recorded (lost)",
+                }
+            )?,
+        }
+        let cpu = f.arm.as_ref().and_then(|a| a.ctx.cpu);
+        write!(
+            o,
+            "    task     {}/{}",
+            name_or_unknown(&f.task_name),
+            f.tid.map_or("?".to_string(), |t| t.to_string())
+        )?;
+        if let Some(c) = cpu {
+            write!(o, " on cpu {c}")?;
+        }
+        writeln!(o)?;
+        match &f.arm {
+            Some(a) => writeln!(
+                o,
+                "    address  {} ({} bytes, sp+{:#x})",
+                Hex(a.addr),
+                a.len,
+                a.addr.wrapping_sub(a.sp)
+            )?,
+            None => writeln!(o, "    address  {} ({} bytes)", Hex(f.addr), f.len)?,
+        }
+        let start = f.arm.as_ref().map(|a| Secs(a.ctx.time_ns).to_string());
+        let start = start.as_deref().unwrap_or("?");
+        match (&f.disarm, f.end) {
+            (Some(d), _) => match &f.arm {
+                Some(a) => writeln!(
+                    o,
+                    "    window   {} .. {} ({})",
+                    start,
+                    Secs(d.ctx.time_ns),
+                    duration(d.ctx.time_ns.saturating_sub(a.ctx.time_ns))
+                )?,
+                None => writeln!(o, "    window   ? .. {}", Secs(d.ctx.time_ns))?,
+            },
+            (None, End::DisarmLost(at)) => writeln!(
+                o,
+                "    window   {} .. ? (disarm not recorded; the slot was armed again at {})",
+                start,
+                Secs(at)
+            )?,
+            (None, _) => writeln!(o, "    window   {start} .. (still armed)")?,
+        }
+        let at_arm = self.value_at_arm(f);
+        let at_exit = self.value_at_exit(f);
+        writeln!(o, "    value    {at_arm} at arm -> {at_exit} at exit")?;
+        writeln!(
+            o,
+            "    verdict  {}",
+            self.verdict_text(f, &at_arm, &at_exit)
+        )?;
+        if let Some(reason) = f.disarm.as_ref().and_then(|d| d.reason) {
+            if reason.as_str() != "return" {
+                writeln!(o, "    ended    by {reason}")?;
+            }
+        }
+        let graph = self.graph.and_then(|(_, g)| victim_graph(g, f));
+        let chain = self.victim_chain(f, graph.as_ref());
+        if !chain.is_empty() {
+            write!(o, "    armed in ")?;
+            for (i, (_, text)) in chain.iter().enumerate() {
+                if i > 0 {
+                    o.extend_from_slice(b" <- ");
+                }
+                o.extend_from_slice(text.as_bytes());
+            }
+            writeln!(o)?;
+        }
+        if let Some(g) = &graph {
+            render_graph(o, "victim", g)?;
+        }
+        Ok(())
+    }
+
+    fn value_at_arm(&self, f: &Frame) -> Shown {
+        match (&f.arm, &f.disarm) {
+            (Some(a), _) => shown(a.value, a.canary),
+            (None, Some(d)) => shown(d.arm_value, d.canary),
+            (None, None) => Shown::Unknown,
+        }
+    }
+
+    fn value_at_exit(&self, f: &Frame) -> Shown {
+        match &f.disarm {
+            Some(d) if d.corrupted != ExitState::Unknown => shown(d.exit_value, d.exit_is_canary),
+            _ => Shown::Unknown,
+        }
+    }
+
+    fn verdict_text(&self, f: &Frame, at_arm: &Shown, at_exit: &Shown) -> String {
+        match f.verdict() {
+            FrameVerdict::Hit => {
+                let mut writers: Vec<String> = f.hits.iter().map(writer_label).collect();
+                writers.dedup();
+                let by = if writers.is_empty() {
+                    "no writer recorded".to_string()
+                } else {
+                    writers.join(", ")
+                };
+                let value = match (&f.disarm, f.end) {
+                    (Some(d), _) => match d.corrupted {
+                        ExitState::Changed => "value changed",
+                        ExitState::Intact => "value restored",
+                        ExitState::Unknown => "value at death not read",
+                    },
+                    (None, End::DisarmLost(_)) => "disarm not recorded",
+                    (None, _) => "still armed at end of recording",
+                };
+                match f.kernel_hits() {
+                    Some(k) if k != f.hit_count => format!(
+                        "HIT: {k} write(s) in the kernel, {} recorded, by {by}; {value}",
+                        f.hit_count
+                    ),
+                    _ => format!("HIT: {} write(s) caught, by {by}; {value}", f.writes()),
+                }
+            }
+            FrameVerdict::SilentlyCorrupted => format!(
+                "SILENTLY CORRUPTED: {at_arm} at arm, {at_exit} when the frame died, and no write was caught"
+            ),
+            FrameVerdict::Clean => "clean".into(),
+            FrameVerdict::Unknown => "UNKNOWN: no write caught, but the value at death was not read (disarmed after the frame died)".into(),
+            FrameVerdict::StillArmed => "still armed at end of recording".into(),
+            FrameVerdict::DisarmLost => "UNKNOWN: no write recorded, and its disarm is not in the recording (lost): how the frame died is not known".into(),
+        }
+    }
+
+    fn hit_json<'h>(&'h self, m: &'h MatchedHit) -> HitJson<'h> {
+        HitJson { r: self, m }
+    }
+}
+
+fn render_graph(o: &mut Vec<u8>, who: &str, g: &GraphOut) -> io::Result<()> {
+    if g.path.is_empty() && g.calls.is_empty() {
+        return writeln!(o, "    function_graph ({who}): {}", g.anchor_text);
+    }
+    writeln!(
         o,
         "    function_graph ({who}, {}): {}",
-        g.anchor,
+        g.anchor_text,
         g.path.join(" > ")
-    );
+    )?;
     if !g.calls.is_empty() {
-        let _ = writeln!(o, "      calls while armed:");
-        for (depth, func, dur) in &g.calls {
-            let _ = writeln!(
-                o,
-                "        {}{}{}",
-                "  ".repeat(*depth),
-                func,
-                dur.map(|d| format!(" ({})", duration(d)))
-                    .unwrap_or_default()
-            );
+        writeln!(o, "      calls while armed:")?;
+        for c in &g.calls {
+            write!(o, "        {}{}", "  ".repeat(c.depth), c.function)?;
+            if let Some(d) = c.duration_ns {
+                write!(o, " ({})", duration(d))?;
+            }
+            writeln!(o)?;
         }
+    }
+    Ok(())
+}
+
+fn render_hit_line(o: &mut Vec<u8>, m: &MatchedHit) -> io::Result<()> {
+    let h = &m.hit;
+    writeln!(
+        o,
+        "      {}  watch {} ({}/{}): {} -> {} at {}{}",
+        Secs(h.ctx.time_ns),
+        h.id,
+        h.victim_comm,
+        h.victim_pid,
+        shown(h.old_value, h.old_is_canary),
+        shown(h.new_value, h.new_is_canary),
+        Hex(h.addr),
+        context_note(h)
+    )
+}
+
+struct HitJson<'h> {
+    r: &'h Renderer<'h>,
+    m: &'h MatchedHit,
+}
+
+struct Task<'t> {
+    pid: i32,
+    comm: Option<&'t str>,
+}
+
+impl Serialize for Task<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(Some(2))?;
+        m.serialize_entry("pid", &self.pid)?;
+        m.serialize_entry("comm", &self.comm)?;
+        m.end()
+    }
+}
+
+impl Serialize for HitJson<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let h = &self.m.hit;
+        let mut m = s.serialize_map(None)?;
+        m.serialize_entry("id", &h.id)?;
+        m.serialize_entry("time_ns", &h.ctx.time_ns)?;
+        m.serialize_entry("cpu", &h.ctx.cpu)?;
+        m.serialize_entry(
+            "writer",
+            &Task {
+                pid: h.ctx.tid,
+                comm: self.m.writer_name.as_deref(),
+            },
+        )?;
+        m.serialize_entry("instruction", &*self.r.symbols.describe(h.writer_ip))?;
+        m.serialize_entry("instruction_addr", &Hex(h.writer_ip))?;
+        m.serialize_entry("address", &Hex(h.addr))?;
+        m.serialize_entry("old_value", &shown(h.old_value, h.old_is_canary))?;
+        m.serialize_entry("new_value", &shown(h.new_value, h.new_is_canary))?;
+        m.serialize_entry("context", &h.context.map(|c| c.as_str()))?;
+        m.serialize_entry("by_victim", &h.by_victim)?;
+        m.serialize_entry("out_of_line", &h.out_of_line)?;
+        m.serialize_entry(
+            "victim",
+            &Task {
+                pid: h.victim_pid,
+                comm: Some(&h.victim_comm),
+            },
+        )?;
+        m.serialize_entry("matched_by_id", &self.m.by_id)?;
+        m.serialize_entry(
+            "matched_by_time",
+            &match self.m.by_time {
+                TimeMatch::One(id) => Some(id),
+                _ => None,
+            },
+        )?;
+        m.serialize_entry("agreement", self.m.agreement().as_str())?;
+        m.end()
+    }
+}
+
+/// A call chain entry: the raw address and its symbol.
+struct ChainEntry<'c> {
+    addr: u64,
+    symbol: &'c str,
+}
+
+impl Serialize for ChainEntry<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(Some(2))?;
+        m.serialize_entry("addr", &Hex(self.addr))?;
+        m.serialize_entry("symbol", self.symbol)?;
+        m.end()
+    }
+}
+
+struct Chain<'c>(&'c [(u64, Rc<str>)]);
+
+impl Serialize for Chain<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut seq = s.serialize_seq(Some(self.0.len()))?;
+        for (addr, symbol) in self.0 {
+            seq.serialize_element(&ChainEntry {
+                addr: *addr,
+                symbol,
+            })?;
+        }
+        seq.end()
+    }
+}
+
+struct Hits<'h>(&'h Renderer<'h>, &'h [MatchedHit]);
+
+impl Serialize for Hits<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut seq = s.serialize_seq(Some(self.1.len()))?;
+        for m in self.1 {
+            seq.serialize_element(&self.0.hit_json(m))?;
+        }
+        seq.end()
+    }
+}
+
+/// One victim frame in JSON.
+#[derive(Debug)]
+pub struct FrameJson<'f> {
+    pub r: &'f Renderer<'f>,
+    pub f: &'f Frame,
+}
+
+impl Serialize for FrameJson<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let (r, f) = (self.r, self.f);
+        let a = f.arm.as_ref();
+        let mut m = s.serialize_map(None)?;
+        m.serialize_entry("id", &f.id)?;
+        m.serialize_entry(
+            "function",
+            &f.probe_ip
+                .and_then(|ip| r.symbols.function_name(ip))
+                .as_deref(),
+        )?;
+        m.serialize_entry(
+            "probe",
+            &f.probe_ip.map(|ip| r.symbols.describe(ip)).as_deref(),
+        )?;
+        m.serialize_entry("probe_addr", &f.probe_ip.map(Hex))?;
+        m.serialize_entry(
+            "arm",
+            match (a, f.missing_arm) {
+                (Some(_), _) => "recorded",
+                (None, Some(MissingArm::BeforeRecording)) => "before_recording",
+                (None, _) => "lost",
+            },
+        )?;
+        m.serialize_entry("depth", &a.map(|a| a.depth))?;
+        m.serialize_entry("spec", &a.map(|a| a.spec))?;
+        m.serialize_entry("slot", &f.slot)?;
+        m.serialize_entry(
+            "task",
+            &Task {
+                pid: f.tid.unwrap_or(-1),
+                comm: f.task_name.as_deref(),
+            },
+        )?;
+        m.serialize_entry("cpu", &a.and_then(|a| a.ctx.cpu))?;
+        m.serialize_entry("address", &Hex(f.addr))?;
+        m.serialize_entry("len", &f.len)?;
+        m.serialize_entry("sp_offset", &a.map(|a| a.addr.wrapping_sub(a.sp)))?;
+        m.serialize_entry(
+            "canary",
+            &(a.is_some_and(|a| a.canary) || f.disarm.as_ref().is_some_and(|d| d.canary)),
+        )?;
+        m.serialize_entry("armed_ns", &a.map(|a| a.ctx.time_ns))?;
+        m.serialize_entry("disarmed_ns", &f.disarm.as_ref().map(|d| d.ctx.time_ns))?;
+        m.serialize_entry(
+            "end",
+            match f.end {
+                End::Disarmed => "disarmed",
+                End::DisarmLost(_) => "disarm_lost",
+                End::StillArmed => "still_armed",
+            },
+        )?;
+        m.serialize_entry("value_at_arm", &r.value_at_arm(f))?;
+        m.serialize_entry("value_at_exit", &r.value_at_exit(f))?;
+        m.serialize_entry(
+            "exit_state",
+            &f.disarm.as_ref().map(|d| d.corrupted.as_str()),
+        )?;
+        m.serialize_entry("verdict", f.verdict().code())?;
+        m.serialize_entry(
+            "disarm_reason",
+            &f.disarm.as_ref().and_then(|d| d.reason).map(|r| r.as_str()),
+        )?;
+        m.serialize_entry("hit_count", &f.hit_count)?;
+        m.serialize_entry("kernel_hits", &f.kernel_hits())?;
+        m.serialize_entry("hits", &Hits(r, &f.hits))?;
+        let graph = r.graph.and_then(|(_, g)| victim_graph(g, f));
+        let chain = r.victim_chain(f, graph.as_ref());
+        m.serialize_entry("call_chain", &Chain(&chain))?;
+        m.serialize_entry("graph", &graph)?;
+        m.end()
+    }
+}
+
+/// The frames a bounded text report lists, and how the others add up.
+#[derive(Debug, Default)]
+pub struct FrameListing {
+    /// (arm time, id, text) of the listed frames.
+    pub shown: Vec<(u64, u64, Vec<u8>)>,
+    /// Frames not listed, by (function, verdict).
+    pub others: BTreeMap<(Rc<str>, &'static str), u64>,
+}
+
+impl FrameListing {
+    /// Lists `frame` if fewer than `max` are listed, else counts it.
+    pub fn add(&mut self, frame: &Frame, renderer: &Renderer<'_>, max: usize) {
+        if self.shown.len() < max {
+            let mut text = Vec::new();
+            renderer.text_frame(&mut text, frame);
+            let time = frame.arm.as_ref().map_or(frame.first_ns, |a| a.ctx.time_ns);
+            self.shown.push((time, frame.id, text));
+            return;
+        }
+        let function = renderer.function_of(frame);
+        *self
+            .others
+            .entry((function, frame.verdict().words()))
+            .or_default() += 1;
+    }
+}
+
+/// The module's counters over the recording (start and end snapshots).
+#[derive(Debug, Default, Clone)]
+pub struct KernelCounters {
+    pub delta: BTreeMap<String, u64>,
+}
+
+/// Counters of frames the module did not arm, with what they mean.
+const NOT_ARMED: &[(&str, &str)] = &[
+    ("dropped_no_slot", "no free hardware slot"),
+    ("dropped_max_watch", "the spec's max_watch reached"),
+    ("canary_not_found", "no canary in the frame"),
+    ("outside_stack", "range outside the task's stack"),
+    ("misaligned", "range not aligned to its length"),
+    (
+        "exit_unobservable",
+        "no return hook available (rethook pool empty)",
+    ),
+    ("bad_frame", "frame not located"),
+    ("depth_untracked", "per-task depth table full"),
+];
+
+impl KernelCounters {
+    /// Parses `start: a=1 b=2` / `end: a=3 b=4` lines.
+    pub fn parse(text: &str) -> Option<KernelCounters> {
+        let mut start: BTreeMap<&str, u64> = BTreeMap::new();
+        let mut end: BTreeMap<&str, u64> = BTreeMap::new();
+        for line in text.lines() {
+            let (which, rest) = line.split_once(':')?;
+            let map = match which.trim() {
+                "start" => &mut start,
+                "end" => &mut end,
+                _ => continue,
+            };
+            for kv in rest.split_whitespace() {
+                if let Some((k, v)) = kv.split_once('=') {
+                    if let Ok(v) = v.parse() {
+                        map.insert(k, v);
+                    }
+                }
+            }
+        }
+        if end.is_empty() {
+            return None;
+        }
+        Some(KernelCounters {
+            delta: end
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.saturating_sub(*start.get(k).unwrap_or(&0))))
+                .collect(),
+        })
+    }
+
+    fn get(&self, name: &str) -> u64 {
+        self.delta.get(name).copied().unwrap_or(0)
+    }
+
+    /// Frames not armed, by reason: (counter, meaning, count), nonzero only.
+    pub fn not_armed(&self) -> Vec<(&'static str, &'static str, u64)> {
+        NOT_ARMED
+            .iter()
+            .map(|&(c, what)| (c, what, self.get(c)))
+            .filter(|&(_, _, n)| n > 0)
+            .collect()
+    }
+}
+
+/// Everything but the frames (those stream): built once the stream ended.
+#[derive(Debug)]
+pub struct Tail {
+    pub stats: StreamStats,
+    pub summary: Summary,
+    pub writers: Vec<Writer>,
+    pub notes: Vec<String>,
+    pub counters: Option<KernelCounters>,
+    pub error: Option<String>,
+}
+
+impl Renderer<'_> {
+    pub fn tail(
+        &self,
+        recording: &Recording,
+        stats: StreamStats,
+        outcome: Outcome,
+        error: Option<String>,
+    ) -> Tail {
+        let s = &outcome.summary;
+        let mut notes = Vec::new();
+        for (name, why) in &recording.damaged_features {
+            notes.push(format!(
+                "feature section {name} skipped (damaged: {why}); the samples are intact"
+            ));
+        }
+        if let Some(e) = &error {
+            notes.push(format!(
+                "the recording is damaged after the events reported: {e}"
+            ));
+        }
+        if stats.lost > 0 {
+            notes.push(format!(
+                "{} event(s) were lost while recording ({} PERF_RECORD_LOST record(s)): the ring buffers overflowed (raise `ksw record -m`); the counts below say what is missing",
+                stats.lost, stats.lost_records
+            ));
+        }
+        if s.arms_missing > 0 {
+            notes.push(format!(
+                "{} frame(s) have hits or a disarm but no recorded arm (lost: their ids are newer than the first arm recorded); function, depth and window are unknown",
+                s.arms_missing
+            ));
+        }
+        if s.armed_before_recording > 0 {
+            notes.push(format!(
+                "{} frame(s) were armed before the recording started (hits or a disarm without an arm, ids older than every arm recorded)",
+                s.armed_before_recording
+            ));
+        }
+        if s.disarms_missing > 0 {
+            notes.push(format!(
+                "{} frame(s) ended without a recorded disarm (their slot was armed again, or their id reused): the value at death is unknown",
+                s.disarms_missing
+            ));
+        }
+        if s.hits_missing > 0 {
+            notes.push(format!(
+                "{} frame(s) have fewer hits recorded than the kernel counted ({} write(s) in the kernel are missing from the recording): their writers are not all known; the headline counts the kernel's writes",
+                s.frames_missing_hits, s.hits_missing
+            ));
+        }
+        if s.frames_extra_hits > 0 {
+            notes.push(format!(
+                "{} frame(s) have more hits recorded than the kernel counted (ids reused, or events from two runs?)",
+                s.frames_extra_hits
+            ));
+        }
+        for agreement in Agreement::ALL {
+            if matches!(agreement, Agreement::Agree | Agreement::Unmatched) {
+                continue;
+            }
+            let n = s.agreements.get(&agreement).copied().unwrap_or(0);
+            if n == 0 {
+                continue;
+            }
+            let examples: Vec<String> = outcome
+                .examples
+                .iter()
+                .filter(|m| m.agreement() == agreement)
+                .map(|m| {
+                    let time = match &m.by_time {
+                        TimeMatch::One(id) => format!("watch {id}"),
+                        TimeMatch::None => "none".into(),
+                        TimeMatch::Ambiguous(ids) => format!(
+                            "watches {}",
+                            ids.iter()
+                                .map(u64::to_string)
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                    };
+                    format!(
+                        "watch {} at {} ({}): by id {}, by time and address {}",
+                        m.hit.id,
+                        Hex(m.hit.addr),
+                        secs(m.hit.ctx.time_ns),
+                        m.by_id.map_or("none".to_string(), |i| format!("watch {i}")),
+                        time
+                    )
+                })
+                .collect();
+            notes.push(format!(
+                "{n} hit(s) whose two matches are \"{}\" ({}); the hit counts for the frame its id names; e.g. {}",
+                agreement.as_str(),
+                agreement.meaning(),
+                examples.join("; ")
+            ));
+        }
+        let counters = recording
+            .counters
+            .as_deref()
+            .and_then(KernelCounters::parse);
+        if let Some(c) = &counters {
+            let arms_recorded = s.frames - s.arms_missing - s.armed_before_recording;
+            let arms = c.get("arms");
+            if arms != arms_recorded {
+                notes.push(format!(
+                    "the module armed {arms} frame(s) during the recording; {arms_recorded} arm(s) are in it"
+                ));
+            }
+            if c.get("hits") != s.hits_recorded {
+                notes.push(format!(
+                    "the module reported {} hit(s) during the recording; {} are in it",
+                    c.get("hits"),
+                    s.hits_recorded
+                ));
+            }
+            let not_armed = c.not_armed();
+            if !not_armed.is_empty() {
+                let total: u64 = not_armed.iter().map(|x| x.2).sum();
+                let parts: Vec<String> = not_armed
+                    .iter()
+                    .map(|(name, what, n)| format!("{n}: {what} ({name})"))
+                    .collect();
+                notes.push(format!(
+                    "{total} frame(s) were not armed, so not watched: {}",
+                    parts.join(", ")
+                ));
+            }
+        }
+        if self.symbols.is_empty() && stats.events > 0 {
+            notes.push("no kernel symbols: pass --kallsyms (a copy of the recording machine's /proc/kallsyms) or record with `ksw record`".into());
+        }
+        if let Some(why) = &self.symbols.rejected {
+            notes.push(why.clone());
+        }
+        if let Some((path, g)) = self.graph {
+            if let Some((line, text)) = &g.first_skipped {
+                notes.push(format!(
+                    "{path}: {} line(s) not read as function_graph (first: line {line}: {text:?})",
+                    g.skipped
+                ));
+            }
+            if g.lossy_lines > 0 {
+                notes.push(format!(
+                    "{path}: {} line(s) hold bytes that are not UTF-8 (shown as \u{fffd})",
+                    g.lossy_lines
+                ));
+            }
+        }
+        Tail {
+            stats,
+            summary: outcome.summary,
+            writers: outcome.writers,
+            notes,
+            counters,
+            error,
+        }
+    }
+}
+
+fn header(o: &mut Vec<u8>, recording: &Recording, r: &Renderer<'_>) -> io::Result<()> {
+    write!(o, "ksw report: {} (", recording.path.display())?;
+    if let Some(h) = &recording.hostname {
+        write!(o, "host {h}, ")?;
+    }
+    if let Some(k) = &recording.os_release {
+        write!(o, "kernel {k}, ")?;
+    }
+    writeln!(o, "clock {})", clock_name(recording.clockid))?;
+    writeln!(o, "symbols: {}", r.symbols.source)?;
+    if let Some((g, _)) = r.graph {
+        writeln!(o, "function_graph: {g}")?;
+    }
+    Ok(())
+}
+
+fn summary_text(o: &mut Vec<u8>, t: &Tail) -> io::Result<()> {
+    let s = &t.summary;
+    writeln!(o, "events: {} read, {} lost", t.stats.events, t.stats.lost)?;
+    writeln!(o, "\n{}", s.headline())?;
+    write!(
+        o,
+        "  {} watched frame(s): {} hit, {} silently corrupted, {} clean, {} still armed",
+        s.frames, s.hit, s.silent, s.clean, s.still_armed
+    )?;
+    if s.unknown > 0 {
+        write!(o, ", {} unknown (value at death not read)", s.unknown)?;
+    }
+    if s.disarm_lost > 0 {
+        write!(o, ", {} ended without a recorded disarm", s.disarm_lost)?;
+    }
+    writeln!(o)?;
+    if s.hits_in_kernel != s.hits_recorded || s.hits_missing > 0 {
+        writeln!(
+            o,
+            "  writes: {} hit(s) recorded; the kernel counted {} for the frames whose disarm is recorded",
+            s.hits_recorded, s.hits_in_kernel
+        )?;
+    }
+    if let Some(c) = &t.counters {
+        let not_armed: u64 = c.not_armed().iter().map(|x| x.2).sum();
+        writeln!(
+            o,
+            "  the module (its counters over the recording): {} armed, {} hit(s), {} disarmed, {} not armed",
+            c.get("arms"),
+            c.get("hits"),
+            c.get("disarms"),
+            not_armed
+        )?;
+    }
+    Ok(())
+}
+
+fn rest_text(o: &mut Vec<u8>, r: &Renderer<'_>, t: &Tail) -> io::Result<()> {
+    writeln!(o, "\nWriters")?;
+    if t.writers.is_empty() {
+        writeln!(o, "  (no write caught)")?;
+    }
+    for w in &t.writers {
+        writeln!(
+            o,
+            "  {}/{}: {} write(s)",
+            name_or_unknown(&w.comm),
+            w.tid,
+            w.hit_count()
+        )?;
+        for site in &w.sites {
+            let cpus: Vec<String> = site.cpus.iter().map(u32::to_string).collect();
+            writeln!(
+                o,
+                "    {} x {} on cpu {}",
+                site.count,
+                r.symbols.describe(site.writer_ip),
+                cpus.join(",")
+            )?;
+            for m in &site.examples {
+                render_hit_line(o, m)?;
+            }
+            if site.count > site.examples.len() as u64 {
+                writeln!(
+                    o,
+                    "      ... {} more",
+                    site.count - site.examples.len() as u64
+                )?;
+            }
+            if !site.chain.is_empty() {
+                writeln!(o, "      call chain:")?;
+                for (i, &ip) in site.chain.iter().enumerate() {
+                    // The first entry is the writer ip itself.
+                    let text = if i == 0 {
+                        r.symbols.describe(ip)
+                    } else {
+                        r.symbols.describe_return(ip)
+                    };
+                    writeln!(o, "        {text}")?;
+                }
+            }
+            if let (Some((_, g)), Some(m)) = (r.graph, site.examples.first()) {
+                render_graph(o, "writer", &writer_graph(g, &m.hit))?;
+            }
+        }
+    }
+    if !t.notes.is_empty() {
+        writeln!(o, "\nNotes")?;
+        for n in &t.notes {
+            writeln!(o, "  - {n}")?;
+        }
+    }
+    Ok(())
+}
+
+/// Text output: `--max-frames N` (N > 0) keeps N frames and prints the
+/// summary first; 0 streams every frame as it ends, summary after.
+pub fn run_text(
+    out: &mut dyn Write,
+    recording: &Recording,
+    r: &Renderer<'_>,
+    max_frames: usize,
+) -> io::Result<Result<(), crate::events::LoadError>> {
+    let mut buf: Vec<u8> = Vec::with_capacity(1 << 16);
+    header(&mut buf, recording, r)?;
+    let streaming = max_frames == 0;
+    let io_error: RefCell<Option<io::Error>> = RefCell::new(None);
+    let out = RefCell::new(out);
+    let listing = RefCell::new(FrameListing::default());
+    let frames_seen = std::cell::Cell::new(0u64);
+    if streaming {
+        writeln!(
+            buf,
+            "\nVictim frames (as they end; the summary follows them)"
+        )?;
+        out.borrow_mut().write_all(&buf)?;
+        buf.clear();
+    }
+    let pending = RefCell::new(Vec::<u8>::with_capacity(1 << 16));
+    let (stats, result, outcome) = stream_frames(recording, |f: Frame| {
+        frames_seen.set(frames_seen.get() + 1);
+        if streaming {
+            let mut p = pending.borrow_mut();
+            r.text_frame(&mut p, &f);
+            if p.len() >= 1 << 16 && io_error.borrow().is_none() {
+                if let Err(e) = out.borrow_mut().write_all(&p) {
+                    *io_error.borrow_mut() = Some(e);
+                }
+                p.clear();
+            }
+        } else {
+            listing.borrow_mut().add(&f, r, max_frames);
+        }
+    });
+    if let Some(e) = io_error.into_inner() {
+        return Err(e);
+    }
+    let error = result.as_ref().err().map(|e| e.to_string());
+    let tail = r.tail(recording, stats, outcome, error);
+    let out = out.into_inner();
+    if streaming {
+        let mut p = pending.into_inner();
+        if frames_seen.get() == 0 {
+            writeln!(p, "  (none armed in this recording)")?;
+        }
+        summary_text(&mut p, &tail)?;
+        rest_text(&mut p, r, &tail)?;
+        out.write_all(&p)?;
+    } else {
+        summary_text(&mut buf, &tail)?;
+        writeln!(buf, "\nVictim frames")?;
+        let listing = listing.into_inner();
+        if listing.shown.is_empty() {
+            writeln!(buf, "  (none armed in this recording)")?;
+        }
+        let mut shown = listing.shown;
+        shown.sort_by_key(|(t, id, _)| (*t, *id));
+        for (_, _, text) in &shown {
+            buf.extend_from_slice(text);
+        }
+        if !listing.others.is_empty() {
+            let more: u64 = listing.others.values().sum();
+            writeln!(
+                buf,
+                "  ... {more} more frame(s) (--max-frames 0 lists all; all are in --format json):"
+            )?;
+            for ((function, verdict), n) in &listing.others {
+                writeln!(buf, "      {n:>8} x {function}: {verdict}")?;
+            }
+        }
+        rest_text(&mut buf, r, &tail)?;
+        out.write_all(&buf)?;
+    }
+    Ok(result)
+}
+
+/// A buffer in front of the output: serde_json writes many small pieces,
+/// which land in a `Vec` (inlined) and go out 256 KiB at a time.
+pub struct Spool<'o> {
+    buf: Vec<u8>,
+    out: &'o mut dyn Write,
+}
+
+impl<'o> Spool<'o> {
+    pub fn new(out: &'o mut dyn Write) -> Spool<'o> {
+        Spool {
+            buf: Vec::with_capacity(SPOOL + 4096),
+            out,
+        }
+    }
+
+    fn drain(&mut self) -> io::Result<()> {
+        self.out.write_all(&self.buf)?;
+        self.buf.clear();
+        Ok(())
+    }
+}
+
+const SPOOL: usize = 256 * 1024;
+
+impl std::fmt::Debug for Spool<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Spool({} bytes)", self.buf.len())
+    }
+}
+
+impl Write for Spool<'_> {
+    #[inline]
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        self.write_all(data)?;
+        Ok(data.len())
+    }
+
+    #[inline]
+    fn write_all(&mut self, data: &[u8]) -> io::Result<()> {
+        self.buf.extend_from_slice(data);
+        if self.buf.len() >= SPOOL {
+            self.drain()?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.drain()?;
+        self.out.flush()
+    }
+}
+
+/// The writer's part of a hit's call chain.
+fn writer_part(h: &Hit) -> &[u64] {
+    symbols::writer_chain(&h.ctx.callchain, h.writer_ip)
+}
+
+/// The JSON document's formatter: compact, with each element of a
+/// top-level array on a line of its own (one victim per line).
+struct LineFormatter {
+    depth: usize,
+}
+
+impl serde_json::ser::Formatter for LineFormatter {
+    fn begin_array<W: ?Sized + Write>(&mut self, w: &mut W) -> io::Result<()> {
+        self.depth += 1;
+        w.write_all(b"[")
+    }
+
+    fn end_array<W: ?Sized + Write>(&mut self, w: &mut W) -> io::Result<()> {
+        self.depth -= 1;
+        if self.depth == 1 {
+            w.write_all(b"\n]")
+        } else {
+            w.write_all(b"]")
+        }
+    }
+
+    fn begin_array_value<W: ?Sized + Write>(&mut self, w: &mut W, first: bool) -> io::Result<()> {
+        if !first {
+            w.write_all(b",")?;
+        }
+        if self.depth == 2 {
+            w.write_all(b"\n")?;
+        }
+        Ok(())
+    }
+
+    fn begin_object<W: ?Sized + Write>(&mut self, w: &mut W) -> io::Result<()> {
+        self.depth += 1;
+        w.write_all(b"{")
+    }
+
+    fn end_object<W: ?Sized + Write>(&mut self, w: &mut W) -> io::Result<()> {
+        self.depth -= 1;
+        if self.depth == 0 {
+            w.write_all(b"\n}")
+        } else {
+            w.write_all(b"}")
+        }
+    }
+
+    fn begin_object_key<W: ?Sized + Write>(&mut self, w: &mut W, first: bool) -> io::Result<()> {
+        if !first {
+            w.write_all(b",")?;
+        }
+        if self.depth == 1 {
+            w.write_all(b"\n")?;
+        }
+        Ok(())
+    }
+}
+
+/// Reads and correlates the recording, handing each frame to `on_frame`
+/// as it ends. One thread: a second one (decoding while the caller
+/// renders) measured slower here, as every page given back to the kernel
+/// then costs a TLB shootdown on the other CPU.
+pub fn stream_frames(recording: &Recording, on_frame: impl FnMut(Frame)) -> StreamDone {
+    let mut correlator = correlate::Correlator::new(writer_part, on_frame);
+    correlator.add_names(recording.cmdlines.iter().cloned());
+    let (stats, result) = recording.stream(|e| correlator.push(e));
+    (stats, result, correlator.finish())
+}
+
+/// What the stream left: its counts, how it ended, the correlation.
+type StreamDone = (StreamStats, Result<(), crate::events::LoadError>, Outcome);
+
+/// The `victims` array: serializing it runs the whole stream.
+struct Victims<'v> {
+    recording: &'v Recording,
+    r: &'v Renderer<'v>,
+    done: &'v RefCell<Option<StreamDone>>,
+}
+
+impl Serialize for Victims<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut seq = s.serialize_seq(None)?;
+        let mut failed: Option<S::Error> = None;
+        let (stats, result, outcome) = stream_frames(self.recording, |f: Frame| {
+            if failed.is_none() {
+                if let Err(e) = seq.serialize_element(&FrameJson { r: self.r, f: &f }) {
+                    failed = Some(e);
+                }
+            }
+        });
+        *self.done.borrow_mut() = Some((stats, result, outcome));
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        seq.end()
+    }
+}
+
+struct WriterJson<'w>(&'w Renderer<'w>, &'w Writer);
+
+impl Serialize for WriterJson<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let (r, w) = (self.0, self.1);
+        let mut m = s.serialize_map(None)?;
+        m.serialize_entry(
+            "task",
+            &Task {
+                pid: w.tid,
+                comm: w.comm.as_deref(),
+            },
+        )?;
+        m.serialize_entry("hits", &w.hit_count())?;
+        let sites: Vec<SiteJson<'_>> = w.sites.iter().map(|site| SiteJson(r, site)).collect();
+        m.serialize_entry("sites", &sites)?;
+        m.end()
+    }
+}
+
+struct SiteJson<'s>(&'s Renderer<'s>, &'s correlate::Site);
+
+impl Serialize for SiteJson<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let (r, site) = (self.0, self.1);
+        let mut m = s.serialize_map(None)?;
+        m.serialize_entry("instruction", &*r.symbols.describe(site.writer_ip))?;
+        m.serialize_entry("instruction_addr", &Hex(site.writer_ip))?;
+        m.serialize_entry("count", &site.count)?;
+        m.serialize_entry("cpus", &site.cpus)?;
+        m.serialize_entry("victims", &site.victims)?;
+        m.serialize_entry("examples", &Hits(r, &site.examples))?;
+        let chain: Vec<(u64, Rc<str>)> = site
+            .chain
+            .iter()
+            .enumerate()
+            .map(|(i, &ip)| {
+                (
+                    ip,
+                    if i == 0 {
+                        r.symbols.describe(ip)
+                    } else {
+                        r.symbols.describe_return(ip)
+                    },
+                )
+            })
+            .collect();
+        m.serialize_entry("call_chain", &Chain(&chain))?;
+        let graph = match (r.graph, site.examples.first()) {
+            (Some((_, g)), Some(e)) => Some(writer_graph(g, &e.hit)),
+            _ => None,
+        };
+        m.serialize_entry("graph", &graph)?;
+        m.end()
+    }
+}
+
+fn summary_json(s: &Summary) -> serde_json::Value {
+    let agreements: BTreeMap<&str, u64> =
+        s.agreements.iter().map(|(a, n)| (a.as_str(), *n)).collect();
+    serde_json::json!({
+        "headline": s.headline(),
+        "corruptions": s.corruptions,
+        "victims": s.victims,
+        "writers": s.writers,
+        "frames": s.frames,
+        "hit": s.hit,
+        "silently_corrupted": s.silent,
+        "clean": s.clean,
+        "unknown": s.unknown,
+        "still_armed": s.still_armed,
+        "disarm_lost": s.disarm_lost,
+        "hits_recorded": s.hits_recorded,
+        "hits_in_kernel": s.hits_in_kernel,
+        "unmatched_hits": s.unmatched_hits,
+        "disagreements": s.disagreements(),
+        "agreements": agreements,
+    })
+}
+
+/// JSON output: one document, written as it is produced.
+pub fn run_json(
+    out: &mut dyn Write,
+    recording: &Recording,
+    r: &Renderer<'_>,
+) -> io::Result<Result<(), crate::events::LoadError>> {
+    let done = RefCell::new(None);
+    let mut stream_result = Ok(());
+    let mut spool = Spool::new(out);
+    let mut ser = serde_json::Serializer::with_formatter(&mut spool, LineFormatter { depth: 0 });
+    let mut m = ser.serialize_map(None)?;
+    m.serialize_entry("schema", "ksw-report")?;
+    m.serialize_entry("schema_version", &SCHEMA_VERSION)?;
+    m.serialize_entry(
+        "victims",
+        &Victims {
+            recording,
+            r,
+            done: &done,
+        },
+    )?;
+    let Some((stats, result, outcome)) = done.into_inner() else {
+        return Err(io::Error::other("the event stream did not run"));
+    };
+    let error = result.as_ref().err().map(|e| e.to_string());
+    let tail = r.tail(recording, stats, outcome, error);
+    let s = &tail.summary;
+    m.serialize_entry(
+        "recording",
+        &serde_json::json!({
+            "path": recording.path.display().to_string(),
+            "hostname": recording.hostname,
+            "os_release": recording.os_release,
+            "clock": clock_name(recording.clockid),
+            "events": tail.stats.events,
+            "lost": tail.stats.lost,
+            "symbols": r.symbols.source.to_string(),
+            "graph": r.graph.map(|(p, _)| p),
+            "damaged_features": recording.damaged_features.iter().map(|(n, _)| *n).collect::<Vec<_>>(),
+        }),
+    )?;
+    m.serialize_entry("summary", &summary_json(s))?;
+    m.serialize_entry(
+        "loss",
+        &serde_json::json!({
+            "events_lost": tail.stats.lost,
+            "arms_missing": s.arms_missing,
+            "armed_before_recording": s.armed_before_recording,
+            "disarms_missing": s.disarms_missing,
+            "frames_missing_hits": s.frames_missing_hits,
+            "hits_missing": s.hits_missing,
+        }),
+    )?;
+    m.serialize_entry(
+        "kernel_counters",
+        &tail.counters.as_ref().map(|c| {
+            serde_json::json!({
+                "delta": c.delta,
+                "not_armed": c.not_armed().iter().map(|(n, _, v)| (*n, *v)).collect::<BTreeMap<_, _>>(),
+            })
+        }),
+    )?;
+    let writers: Vec<WriterJson<'_>> = tail.writers.iter().map(|w| WriterJson(r, w)).collect();
+    m.serialize_entry("writers", &writers)?;
+    m.serialize_entry("notes", &tail.notes)?;
+    m.serialize_entry("error", &tail.error)?;
+    SerializeMap::end(m)?;
+    if let Err(e) = result {
+        stream_result = Err(e);
+    }
+    let spool = ser.into_inner();
+    spool.write_all(b"\n")?;
+    spool.flush()?;
+    Ok(stream_result)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hex_without_allocation() {
+        let mut b = [0u8; 18];
+        assert_eq!(Hex(0).fmt_into(&mut b), "0x0");
+        let mut b = [0u8; 18];
+        assert_eq!(Hex(u64::MAX).fmt_into(&mut b), "0xffffffffffffffff");
+        assert_eq!(Hex(0xdeadbef7).to_string(), "0xdeadbef7");
+    }
+
+    #[test]
+    fn kernel_counters() {
+        let c = KernelCounters::parse(
+            "start: arms=4 hits=1 dropped_no_slot=0\nend: arms=10 hits=3 dropped_no_slot=2\n",
+        )
+        .unwrap();
+        assert_eq!(c.get("arms"), 6);
+        assert_eq!(
+            c.not_armed(),
+            vec![("dropped_no_slot", "no free hardware slot", 2)]
+        );
     }
 }

@@ -1,15 +1,23 @@
-//! Kernel symbols for instruction pointers and call chains.
+//! Kernel symbols for instruction pointers and call chains, through the
+//! project's one symbolizer (`ksw-symbols`: the plugin and `ksw symbolize`
+//! use the same rules).
 //!
-//! Sources, first that exists wins: `--kallsyms FILE`; the copy of
-//! /proc/kallsyms that `ksw record` stores in the recording; the running
-//! kernel's /proc/kallsyms, only if the recording says it was made on this
-//! kernel release. Without symbols, addresses are printed in hex.
+//! Sources, first that exists wins: `--kallsyms FILE` (checked: it must be
+//! kallsyms, and of the recording's kernel and boot when the recording
+//! says where its kernel text starts); the copy of /proc/kallsyms that
+//! `ksw record` stores in the recording; the running kernel's
+//! /proc/kallsyms, only if the recording was made on this kernel release
+//! and boot. Without symbols, addresses are printed in hex.
 
+use std::cell::RefCell;
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 
-use ksw_perf::Kallsyms;
+use ksw_symbols::{Kallsyms, ReturnSite};
+use rustc_hash::FxHashMap;
 
+use crate::error::Error;
 use crate::events::Recording;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -31,99 +39,142 @@ impl fmt::Display for Source {
     }
 }
 
+/// A symbol table with the text of every address it was asked for kept, so
+/// a report names each address once however often it comes.
 #[derive(Debug)]
 pub struct Symbols {
     table: Kallsyms,
     pub source: Source,
+    /// Why a table that was there is not used (shown in the report).
+    pub rejected: Option<String>,
+    cache: RefCell<FxHashMap<(u64, u8), Rc<str>>>,
 }
 
+const IP: u8 = 0;
+const RETURN: u8 = 1;
+const FUNCTION: u8 = 2;
+
 impl Symbols {
-    pub fn none() -> Symbols {
+    pub fn new(table: Kallsyms, source: Source) -> Symbols {
         Symbols {
-            table: Kallsyms::parse(""),
-            source: Source::None,
+            table,
+            source,
+            rejected: None,
+            cache: RefCell::new(FxHashMap::default()),
         }
+    }
+
+    pub fn none() -> Symbols {
+        Symbols::new(Kallsyms::default(), Source::None)
     }
 
     pub fn from_text(text: &str, source: Source) -> Symbols {
-        Symbols {
-            table: Kallsyms::parse(text),
+        Symbols::new(Kallsyms::parse(text), source)
+    }
+
+    /// Reads and checks a kallsyms file named on the command line.
+    pub fn load_file(path: &Path) -> Result<Kallsyms, Error> {
+        let bytes = std::fs::read(path).map_err(|source| Error::File {
+            path: path.to_path_buf(),
             source,
-        }
+        })?;
+        Kallsyms::load(&bytes).map_err(|source| Error::Kallsyms {
+            path: path.to_path_buf(),
+            source,
+        })
     }
 
     /// Picks the best source for `recording` (see the module docs).
-    pub fn choose(recording: &Recording, explicit: Option<&Path>) -> Result<Symbols, String> {
+    pub fn choose(recording: &Recording, explicit: Option<&Path>) -> Result<Symbols, Error> {
         if let Some(path) = explicit {
-            let text =
-                std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-            return Ok(Symbols::from_text(&text, Source::File(path.to_path_buf())));
+            let table = Symbols::load_file(path)?;
+            if let (Some(file), Some(rec)) = (table.kernel_text(), recording.kernel_text) {
+                if file != rec {
+                    return Err(Error::KallsymsMismatch {
+                        path: path.to_path_buf(),
+                        file,
+                        recording: rec,
+                    });
+                }
+            }
+            return Ok(Symbols::new(table, Source::File(path.to_path_buf())));
         }
-        if !recording.kallsyms.is_empty() {
-            return Ok(Symbols {
-                table: recording.kallsyms.clone(),
-                source: Source::Recording,
-            });
+        if !recording.kallsyms_text.is_empty() {
+            let table = Kallsyms::parse(&recording.kallsyms_text);
+            if !table.has_no_text() {
+                return Ok(Symbols::new(table, Source::Recording));
+            }
         }
         let same_kernel = recording
             .os_release
             .as_deref()
             .is_some_and(|r| Some(r) == running_release().as_deref());
+        let mut rejected = None;
         if same_kernel {
-            if let Ok(text) = std::fs::read_to_string("/proc/kallsyms") {
-                let table = Kallsyms::parse(&text);
+            if let Ok(bytes) = std::fs::read("/proc/kallsyms") {
                 // kptr_restrict hides addresses as zeros: useless then.
-                if table.symbols().iter().any(|s| s.addr != 0) {
-                    return Ok(Symbols {
-                        table,
-                        source: Source::Live,
-                    });
+                if let Ok(table) = Kallsyms::load(&bytes) {
+                    match (table.kernel_text(), recording.kernel_text) {
+                        (Some(live), Some(rec)) if live != rec => {
+                            rejected = Some(format!(
+                                "/proc/kallsyms is of another boot of this kernel (its _text is {live:#x}, the recording's kernel map starts at {rec:#x}): not used"
+                            ));
+                        }
+                        _ => return Ok(Symbols::new(table, Source::Live)),
+                    }
                 }
             }
         }
-        Ok(Symbols::none())
+        let mut none = Symbols::none();
+        none.rejected = rejected;
+        Ok(none)
     }
 
-    /// `name+0xoff [module]`, or the address in hex. Rust symbols (kernel
-    /// Rust uses v0 mangling) are shown demangled.
-    pub fn describe(&self, addr: u64) -> String {
-        match self.table.resolve(addr) {
-            Some(r) => format_symbol(r.name, r.offset, r.module),
-            None => format!("{addr:#x}"),
+    fn cached(&self, addr: u64, kind: u8, make: impl FnOnce() -> String) -> Rc<str> {
+        if let Some(s) = self.cache.borrow().get(&(addr, kind)) {
+            return s.clone();
         }
+        let s: Rc<str> = Rc::from(make());
+        self.cache.borrow_mut().insert((addr, kind), s.clone());
+        s
     }
 
-    /// The function an address is in, without offset.
-    pub fn function(&self, addr: u64) -> Option<String> {
-        self.table.resolve(addr).map(|r| demangle(r.name))
+    /// `name+0xoff [module]`, or the address in hex.
+    pub fn describe(&self, addr: u64) -> Rc<str> {
+        self.cached(addr, IP, || self.table.describe(addr))
     }
 
-    /// For a return address in a call chain: the call is the instruction
-    /// before it, which matters when the call ends a function.
-    pub fn describe_return(&self, addr: u64) -> String {
-        match self.table.resolve(addr.saturating_sub(1)) {
-            Some(r) => format_symbol(r.name, r.offset + 1, r.module),
-            None => format!("{addr:#x}"),
-        }
+    /// The function an address is in, without offset (hex if none).
+    pub fn function(&self, addr: u64) -> Rc<str> {
+        self.cached(addr, FUNCTION, || {
+            self.table
+                .function(addr)
+                .unwrap_or_else(|| format!("{addr:#x}"))
+        })
+    }
+
+    /// The function an address is in, if the table knows it.
+    pub fn function_name(&self, addr: u64) -> Option<Rc<str>> {
+        self.table.resolve(addr).map(|_| self.function(addr))
+    }
+
+    /// For a return address in a call chain (see `ksw_symbols`).
+    pub fn describe_return(&self, addr: u64) -> Rc<str> {
+        self.cached(addr, RETURN, || self.table.describe_return(addr))
+    }
+
+    /// True if this return address is a return hook's trampoline.
+    pub fn is_trampoline(&self, addr: u64) -> bool {
+        matches!(self.table.return_site(addr), ReturnSite::Trampoline { .. })
     }
 
     pub fn is_empty(&self) -> bool {
-        self.table.is_empty()
+        self.table.has_no_text()
     }
-}
 
-/// `ksw_test_main::writer_thread` for `_RNvCs..._13ksw_test_main13writer_thread`;
-/// C names unchanged.
-pub fn demangle(name: &str) -> String {
-    match rustc_demangle::try_demangle(name) {
-        Ok(d) => format!("{d:#}"),
-        Err(_) => name.to_string(),
+    pub fn table(&self) -> &Kallsyms {
+        &self.table
     }
-}
-
-fn format_symbol(name: &str, offset: u64, module: Option<&str>) -> String {
-    let module = module.map(|m| format!(" [{m}]")).unwrap_or_default();
-    format!("{}+{offset:#x}{module}", demangle(name))
 }
 
 fn running_release() -> Option<String> {
@@ -168,32 +219,15 @@ ffffffff81001680 T rewind_stack_and_make_dead\n";
     fn describes_module_and_kernel_addresses() {
         let s = Symbols::from_text(KALLSYMS, Source::None);
         assert_eq!(
-            s.describe(0xffffffffa0019223),
+            &*s.describe(0xffffffffa0019223),
             "ksw_test_corrupt+0x3 [kstackwatch_test]"
         );
+        assert_eq!(&*s.function(0xffffffffa0019223), "ksw_test_corrupt");
+        assert_eq!(&*s.describe(0xffffffff81001671), "ret_from_fork_asm+0x11");
+        assert_eq!(&*s.describe(0x1234), "0x1234");
         assert_eq!(
-            s.function(0xffffffffa0019223).as_deref(),
-            Some("ksw_test_corrupt")
-        );
-        assert_eq!(s.describe(0xffffffff81001671), "ret_from_fork_asm+0x11");
-        assert_eq!(s.describe(0x1234), "0x1234");
-        // A return address at the very start of the next symbol belongs to
-        // the call before it.
-        assert_eq!(
-            s.describe_return(0xffffffffa0019230),
+            &*s.describe_return(0xffffffffa0019230),
             "ksw_test_corrupt+0x10 [kstackwatch_test]"
-        );
-    }
-
-    #[test]
-    fn rust_symbols_are_demangled() {
-        let s = Symbols::from_text(
-            "ffffffffa0019500 t _RNvCs8CN0OWU7N66_13ksw_test_main13writer_thread\t[kstackwatch_test]\n",
-            Source::None,
-        );
-        assert_eq!(
-            s.describe(0xffffffffa00195b4),
-            "ksw_test_main::writer_thread+0xb4 [kstackwatch_test]"
         );
     }
 

@@ -17,6 +17,13 @@ fn ksw(args: &[&str]) -> Output {
         .expect("run ksw")
 }
 
+fn scratch(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("ksw-test-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
 fn report(input: &str, extra: &[&str]) -> String {
     let kallsyms = fixture("kallsyms.txt");
     let input = fixture(input);
@@ -137,7 +144,8 @@ fn function_graph_by_inline_event() {
     let graph = fixture("graph.function_graph.txt");
     let v = json("graph.perf.data", &["--graph", graph.to_str().unwrap()]);
     let victim = &v["victims"][0]["graph"];
-    assert_eq!(victim["anchor"], "by event id");
+    assert_eq!(victim["anchor"], "event");
+    assert_eq!(victim["anchor_text"], "by event id");
     assert_eq!(
         victim["path"],
         serde_json::json!([
@@ -147,13 +155,14 @@ fn function_graph_by_inline_event() {
         ])
     );
     let calls = victim["calls"].as_array().unwrap();
-    assert_eq!(calls[0][1], "ksw_test_victim_wait");
+    assert_eq!(calls[0]["function"], "ksw_test_victim_wait");
+    assert_eq!(calls[0]["depth"], 0);
     assert!(
-        calls[0][2].as_u64().unwrap() > 0,
+        calls[0]["duration_ns"].as_u64().unwrap() > 0,
         "duration from the exit line"
     );
     let writer = &v["writers"][0]["sites"][0]["graph"];
-    assert_eq!(writer["anchor"], "by event id");
+    assert_eq!(writer["anchor"], "event");
     assert_eq!(writer["path"], serde_json::json!(["ksw_test_thread_fn"]));
 }
 
@@ -162,8 +171,9 @@ fn a_graph_from_another_run_is_unmatched_not_guessed() {
     // trace-cmd capture of a later run: other ids, other times.
     let graph = fixture("silent.trace-cmd.txt");
     let v = json("silent.perf.data", &["--graph", graph.to_str().unwrap()]);
-    let anchor = v["victims"][0]["graph"]["anchor"].as_str().unwrap();
+    let anchor = v["victims"][0]["graph"]["anchor_text"].as_str().unwrap();
     assert!(anchor.starts_with("unmatched"), "{anchor}");
+    assert_eq!(v["victims"][0]["graph"]["anchor"], "unmatched");
     assert!(v["victims"][0]["graph"]["path"]
         .as_array()
         .unwrap()
@@ -173,9 +183,13 @@ fn a_graph_from_another_run_is_unmatched_not_guessed() {
 #[test]
 fn truncated_files_fail_with_an_offset() {
     let bytes = std::fs::read(fixture("silent.perf.data")).unwrap();
-    let dir = std::env::temp_dir().join(format!("ksw-trunc-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    for cut in [0, 7, 100, 700, 800, bytes.len() / 2, bytes.len() - 1] {
+    let dir = scratch("trunc");
+    // Cuts inside the header, the attributes or the data section.
+    let data_end = ksw_perf::PerfFile::from_bytes(bytes.clone())
+        .unwrap()
+        .data_range()
+        .1 as usize;
+    for cut in [0, 7, 100, 700, 800, bytes.len() / 4, data_end - 1] {
         let path = dir.join(format!("cut-{cut}.data"));
         std::fs::write(&path, &bytes[..cut]).unwrap();
         let out = ksw(&["report", "-i", path.to_str().unwrap()]);
@@ -184,10 +198,47 @@ fn truncated_files_fail_with_an_offset() {
         assert_eq!(out.status.code(), Some(1), "cut at {cut}: {err}");
         assert!(err.starts_with("ksw: "), "cut at {cut}: {err}");
         assert!(
+            err.contains(path.to_str().unwrap()),
+            "cut at {cut}: the error does not name the file: {err}"
+        );
+        assert!(!err.contains("perf.data:"), "cut at {cut}: {err}");
+        assert!(
             err.contains("offset") || err.contains("0x"),
             "cut at {cut}: no offset in: {err}"
         );
         assert_eq!(err.lines().count(), 1, "one line: {err}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn cut_feature_sections_are_skipped_when_the_samples_are_intact() {
+    let bytes = std::fs::read(fixture("silent.perf.data")).unwrap();
+    let dir = scratch("cutfeat");
+    for cut in [1, 5, 40] {
+        let path = dir.join(format!("cut-{cut}.data"));
+        std::fs::write(&path, &bytes[..bytes.len() - cut]).unwrap();
+        let out = ksw(&[
+            "report",
+            "-i",
+            path.to_str().unwrap(),
+            "--kallsyms",
+            fixture("kallsyms.txt").to_str().unwrap(),
+        ]);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "cut {cut}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            text.contains("\n1 corruption of 1 victim by 1 writer\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("skipped (damaged: ") && text.contains("the samples are intact"),
+            "{text}"
+        );
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
@@ -223,6 +274,20 @@ fn corrupted_files_never_panic() {
 
 #[test]
 fn missing_input_and_non_ksw_recordings() {
+    // A trace-cmd file is named as such.
+    let out = ksw(&[
+        "report",
+        "-i",
+        fixture("silent.trace.dat").to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("a trace-cmd trace.dat, not a perf.data file"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
     let out = ksw(&["report", "-i", "/nonexistent/perf.data"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/perf.data"));

@@ -13,8 +13,8 @@ struct Cli {
 fn main() -> std::process::ExitCode {
     match run_report(&Cli::parse().report) {
         Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(message) => {
-            eprintln!("ksw-report: {message}");
+        Err(e) => {
+            eprintln!("ksw-report: {e}");
             std::process::ExitCode::FAILURE
         }
     }
