@@ -45,9 +45,26 @@ int ksw_test_deep_victim(unsigned int depth, u64 value);
 int ksw_test_alias_victim(u64 value);
 u64 ksw_test_small(u64 seed);
 u64 ksw_test_small_loop(u32 calls);
+u64 ksw_test_flat(u64 seed);
+u64 ksw_test_flat_loop(u32 calls);
 u64 ksw_test_tail_target(u64 x);
 u64 ksw_test_exits(u64 x);
 u64 ksw_test_exits_loop(u32 calls);
+/* For tests/stress (ksw_test_victims.c, ksw_test_glue.c). */
+struct completion;
+int ksw_test_exit_victim(struct completion *done, bool exit);
+void ksw_test_huge(void);
+u64 ksw_test_switch(u64 x);
+int ksw_test_exit_inside(unsigned int n);
+bool ksw_test_cpu_online(unsigned int cpu);
+unsigned int ksw_test_possible_cpus(void);
+void ksw_test_sleep_us(unsigned int us);
+void ksw_test_held_set_release(bool release);
+int ksw_test_held_victim(u32 max_ms);
+/* Look-alike functions for sweeps; one has its canary hit. */
+#define KSW_TEST_SWEEP_FNS 24
+u32 ksw_test_sweep_run(u32 rounds, u32 victim, u32 *victim_depth,
+		       u32 *corruptions);
 /* Hold every breakpoint of CPUs that come online (ksw_test_glue.c). */
 int ksw_test_hog(bool on);
 

@@ -370,3 +370,69 @@ void ksw_test_glue_exit(void)
 	ksw_test_hog(false);
 	ksw_test_irq_exit();
 }
+
+/* ------------------------------------------------------------------------
+ * For tests/stress: kernel threads that exit inside a watched call.
+ */
+
+struct ksw_test_exiter {
+	struct completion done;
+	struct task_struct *task;
+};
+
+static int ksw_test_exiter_fn(void *data)
+{
+	struct ksw_test_exiter *e = data;
+
+	/* Does not return: the thread exits inside the watched frame. */
+	return ksw_test_exit_victim(&e->done, true);
+}
+
+/*
+ * @n kernel threads each exit inside ksw_test_exit_victim(). Returns how
+ * many ran, once all of them are gone (exit_notify() done, so the
+ * sched_process_exit tracepoint, which precedes it, has run).
+ */
+int ksw_test_exit_inside(unsigned int n)
+{
+	struct ksw_test_exiter *e = kcalloc(max(n, 1U), sizeof(*e), GFP_KERNEL);
+	unsigned int i, started = 0;
+
+	if (!e)
+		return -ENOMEM;
+	for (i = 0; i < n; i++) {
+		struct task_struct *t;
+
+		init_completion(&e[i].done);
+		t = kthread_create(ksw_test_exiter_fn, &e[i], "ksw-exit");
+		if (IS_ERR(t))
+			break;
+		get_task_struct(t);
+		e[i].task = t;
+		wake_up_process(t);
+		started++;
+	}
+	for (i = 0; i < started; i++) {
+		wait_for_completion(&e[i].done);
+		while (!READ_ONCE(e[i].task->exit_state))
+			msleep(1);
+		put_task_struct(e[i].task);
+	}
+	kfree(e);
+	return started;
+}
+
+bool ksw_test_cpu_online(unsigned int cpu)
+{
+	return cpu < nr_cpu_ids && cpu_online(cpu);
+}
+
+unsigned int ksw_test_possible_cpus(void)
+{
+	return nr_cpu_ids;
+}
+
+void ksw_test_sleep_us(unsigned int us)
+{
+	usleep_range(us, us + us / 4 + 1);
+}

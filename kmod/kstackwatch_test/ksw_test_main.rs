@@ -37,6 +37,24 @@
 //!   through a return and through a tail call.
 //! - `hog on|off`: while on, every CPU coming online has all its hardware
 //!   breakpoints taken first (kstackwatch then gets none there).
+//! - `flat N`: `ksw_test_flat` called N times from this write: the same
+//!   without the realignment, canary just under the saved registers (the
+//!   frame shape that wedged QEMU TCG under the earlier design).
+//! - `sweep ROUNDS [VICTIM]`: call chains through 24 look-alike
+//!   canary-protected functions `ksw_test_sweep_N`; one of them (VICTIM, or
+//!   one chosen at random) has its canary overwritten and put back once per
+//!   round, at a depth chosen at random. The outcome names it.
+//! - `bg on [PAUSE_US]` / `bg off`: background load for `tests/stress`:
+//!   one kernel thread per CPU calls `ksw_test_small`, `ksw_test_exits` and
+//!   `ksw_test_bench_victim` in a loop (sleeping PAUSE_US, at least 20,
+//!   between rounds of 48 calls), following its CPU through hotplug, until
+//!   `bg off`, which reports the calls made. Other scenarios run meanwhile.
+//! - `exitcall N`: N kernel threads each exit from inside
+//!   `ksw_test_exit_victim` (its watch ends with the task).
+//! - `held start [MAX_MS]` / `held release`: a thread on CPU 0 sits in
+//!   `ksw_test_held_victim`'s frame (at most MAX_MS, default 60 s) until
+//!   released; `held release` returns its outcome. Other scenarios run
+//!   meanwhile (CPU hotplug and unload while a frame is armed).
 //!
 //! The watched functions are C (`ksw_test_victims.c`); the writers are the
 //! Rust functions below, so a caught writer is named `ksw_test_corrupt` or
@@ -45,7 +63,7 @@
 use core::cell::UnsafeCell;
 use core::ffi::{c_int, c_void};
 use core::fmt::Write;
-use core::sync::atomic::{AtomicI32, AtomicU32, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64, Ordering};
 
 use kernel::c_str;
 use kernel::prelude::*;
@@ -179,6 +197,24 @@ enum Scenario {
     Hog {
         on: bool,
     },
+    Bg {
+        on: bool,
+        pause_us: u32,
+    },
+    ExitCall {
+        threads: u32,
+    },
+    Held {
+        start: bool,
+        max_ms: u32,
+    },
+    Sweep {
+        rounds: u32,
+        victim: u32,
+    },
+    Flat {
+        calls: u32,
+    },
 }
 
 fn parse_u32(word: Option<&str>, default: u32, max: u32) -> Result<u32, c_int> {
@@ -259,12 +295,44 @@ fn parse(cmd: &str) -> Result<Scenario, c_int> {
         "exits" => Scenario::Exits {
             calls: parse_u32(first, 100, 10_000_000)?,
         },
+        "flat" => Scenario::Flat {
+            calls: parse_u32(first, 1000, 10_000_000)?,
+        },
+        "sweep" => Scenario::Sweep {
+            rounds: parse_u32(first, 10, 100_000)?.max(1),
+            victim: parse_u32(second, u32::MAX, u32::MAX)?,
+        },
         "hog" => Scenario::Hog {
             on: match first {
                 Some("on") => true,
                 Some("off") => false,
                 _ => return Err(-EINVAL_NR),
             },
+        },
+        "bg" => match first {
+            Some("on") => Scenario::Bg {
+                on: true,
+                pause_us: parse_u32(second, 0, 1_000_000)?,
+            },
+            Some("off") if second.is_none() => Scenario::Bg {
+                on: false,
+                pause_us: 0,
+            },
+            _ => return Err(-EINVAL_NR),
+        },
+        "exitcall" => Scenario::ExitCall {
+            threads: parse_u32(first, 1, MAX_VICTIMS)?.max(1),
+        },
+        "held" => match first {
+            Some("start") => Scenario::Held {
+                start: true,
+                max_ms: parse_u32(second, 60_000, MAX_DELAY_MS)?,
+            },
+            Some("release") if second.is_none() => Scenario::Held {
+                start: false,
+                max_ms: 0,
+            },
+            _ => return Err(-EINVAL_NR),
         },
         _ => return Err(-EINVAL_NR),
     };
@@ -676,17 +744,253 @@ fn run(scenario: Scenario, out: &mut impl Write) -> Result<(), c_int> {
                 test_glue::pid()
             );
         }
+        Scenario::Flat { calls } => {
+            let sum = test_glue::flat_loop(calls);
+            let _ = write!(
+                out,
+                "scenario=flat calls={calls} sum={sum:#x} pid={}",
+                test_glue::pid()
+            );
+        }
+        Scenario::Sweep { rounds, victim } => {
+            SWEEP_ARGS[0].store(rounds, Ordering::Relaxed);
+            SWEEP_ARGS[1].store(victim, Ordering::Relaxed);
+            let (index, pid) = in_thread(c_str!("ksw-sweep"), last_cpu, || {
+                let (v, depth, corruptions) = test_glue::sweep_run(
+                    SWEEP_ARGS[0].load(Ordering::Relaxed),
+                    SWEEP_ARGS[1].load(Ordering::Relaxed),
+                );
+                SWEEP_ARGS[2].store(depth, Ordering::Relaxed);
+                SWEEP_ARGS[3].store(corruptions, Ordering::Relaxed);
+                v as i32
+            })?;
+            let _ = write!(
+                out,
+                "scenario=sweep rounds={rounds} victim=ksw_test_sweep_{index} victim_depth={} corruptions={} victim_pids={pid}",
+                SWEEP_ARGS[2].load(Ordering::Relaxed),
+                SWEEP_ARGS[3].load(Ordering::Relaxed)
+            );
+        }
         Scenario::Hog { on } => {
             test_glue::hog(on)?;
             let _ = write!(out, "scenario=hog on={}", u8::from(on));
+        }
+        Scenario::Bg { on: true, pause_us } => {
+            // SAFETY: C holds ksw_test_lock (scenarios run under it).
+            let workers = unsafe { bg_start(pause_us) }?;
+            let _ = write!(
+                out,
+                "scenario=bg on=1 workers={workers} pause_us={pause_us}"
+            );
+        }
+        Scenario::Bg { on: false, .. } => {
+            // SAFETY: as above.
+            let (workers, calls) = unsafe { bg_stop() };
+            let _ = write!(out, "scenario=bg on=0 workers={workers} calls={calls}");
+        }
+        Scenario::ExitCall { threads } => {
+            let ran = test_glue::exit_inside(threads);
+            if ran < 0 {
+                return Err(ran);
+            }
+            let _ = write!(out, "scenario=exitcall threads={threads} exited={ran}");
+        }
+        Scenario::Held {
+            start: true,
+            max_ms,
+        } => {
+            // SAFETY: C holds ksw_test_lock (scenarios run under it).
+            unsafe { held_start(max_ms) }?;
+            let _ = write!(out, "scenario=held start=1 max_ms={max_ms}");
+        }
+        Scenario::Held { start: false, .. } => {
+            // SAFETY: as above.
+            let (bad, pid) = unsafe { held_release() }?;
+            let _ = write!(
+                out,
+                "scenario=held start=0 bad_words={bad} victim_pids={pid}"
+            );
         }
     }
     Ok(())
 }
 
+// -------------------------------------------------------------------- held
+
+static HELD_MAX_MS: AtomicU32 = AtomicU32::new(0);
+static HELD_BAD: AtomicI32 = AtomicI32::new(0);
+static HELD_PID: AtomicI32 = AtomicI32::new(0);
+const EBUSY_NR: c_int = 16;
+
+struct HeldThread(UnsafeCell<Option<Thread>>);
+
+// SAFETY: only reached from held_start/held_release, whose callers hold
+// ksw_test_lock or are the module's exit (no scenario runs then).
+unsafe impl Sync for HeldThread {}
+
+static HELD: HeldThread = HeldThread(UnsafeCell::new(None));
+
+/// # Safety
+///
+/// `_arg` is unused: always safe.
+unsafe extern "C" fn held_thread(_arg: *mut c_void) -> c_int {
+    HELD_PID.store(test_glue::pid(), Ordering::Relaxed);
+    let bad = test_glue::held_victim(HELD_MAX_MS.load(Ordering::Relaxed));
+    HELD_BAD.store(bad, Ordering::Relaxed);
+    0
+}
+
+/// Starts the held victim on CPU 0 (one at a time).
+///
+/// # Safety
+///
+/// The caller holds ksw_test_lock, or is the module's exit.
+unsafe fn held_start(max_ms: u32) -> Result<(), c_int> {
+    // SAFETY: the function's contract: nobody else touches HELD.
+    let slot = unsafe { &mut *HELD.0.get() };
+    if slot.is_some() {
+        return Err(-EBUSY_NR);
+    }
+    HELD_MAX_MS.store(max_ms, Ordering::Relaxed);
+    test_glue::held_set_release(false);
+    // SAFETY: the thread takes no argument.
+    let t = unsafe {
+        Thread::start(
+            held_thread,
+            core::ptr::null_mut(),
+            c_str!("ksw-held"),
+            Some(0),
+        )
+    };
+    *slot = Some(t.ok_or(-ENOMEM_NR)?);
+    Ok(())
+}
+
+/// Lets the held victim return and joins it: (bad words, pid).
+///
+/// # Safety
+///
+/// As for [`held_start`].
+unsafe fn held_release() -> Result<(i32, i32), c_int> {
+    // SAFETY: the function's contract.
+    let slot = unsafe { &mut *HELD.0.get() };
+    let t = slot.take().ok_or(-EINVAL_NR)?;
+    test_glue::held_set_release(true);
+    t.join();
+    Ok((
+        HELD_BAD.load(Ordering::Relaxed),
+        HELD_PID.load(Ordering::Relaxed),
+    ))
+}
+
+// --------------------------------------------------------------- background
+
+/// Calls of watched functions one background round makes (3 x 16).
+const BG_ROUND_CALLS: u64 = 48;
+/// Shortest sleep between rounds.
+const BG_MIN_PAUSE_US: u32 = 20;
+
+static BG_STOP: AtomicBool = AtomicBool::new(false);
+static BG_PAUSE_US: AtomicU32 = AtomicU32::new(0);
+static BG_CALLS: AtomicU64 = AtomicU64::new(0);
+
+struct BgThreads(UnsafeCell<Option<KVec<Thread>>>);
+
+// SAFETY: only reached from bg_start/bg_stop, whose callers hold
+// ksw_test_lock or are the module's exit (after the procfs file is gone, so
+// no scenario runs).
+unsafe impl Sync for BgThreads {}
+
+static BG_THREADS: BgThreads = BgThreads(UnsafeCell::new(None));
+
+/// A background worker: watched calls in a loop, on CPU `arg` whenever
+/// that CPU is online, until `bg off`.
+///
+/// # Safety
+///
+/// `arg` is a CPU number, not a pointer: always safe.
+unsafe extern "C" fn bg_worker(arg: *mut c_void) -> c_int {
+    let cpu = arg as usize as u32;
+    let mut sink = 0u64;
+    let mut round = 0u32;
+    while !BG_STOP.load(Ordering::Relaxed) {
+        if test_glue::cpu() != cpu && test_glue::cpu_online(cpu) {
+            // Back to our CPU after it was re-onlined (or a failed move:
+            // the next round tries again).
+            let _ = test_glue::move_to_cpu(cpu);
+        }
+        sink = sink.wrapping_add(test_glue::small_loop(16));
+        sink = sink.wrapping_add(test_glue::exits_loop(16));
+        for c in 0..16u32 {
+            sink = sink.wrapping_add(test_glue::bench_victim(u64::from(round ^ c)));
+        }
+        BG_CALLS.fetch_add(BG_ROUND_CALLS, Ordering::Relaxed);
+        round = round.wrapping_add(1);
+        // Always a real sleep: a kernel thread that never blocks holds up
+        // RCU Tasks (preemption is not a quiescent state for it), and
+        // with it kprobe optimization and ftrace updates, which hold the
+        // text mutex meanwhile: every other text patch would wait forever.
+        test_glue::sleep_us(BG_PAUSE_US.load(Ordering::Relaxed).max(BG_MIN_PAUSE_US));
+    }
+    core::hint::black_box(sink);
+    0
+}
+
+/// Starts one worker per possible CPU (none if already running); returns
+/// how many run.
+///
+/// # Safety
+///
+/// The caller holds ksw_test_lock, or is the module's exit.
+unsafe fn bg_start(pause_us: u32) -> Result<usize, c_int> {
+    // SAFETY: the function's contract: nobody else touches BG_THREADS.
+    let slot = unsafe { &mut *BG_THREADS.0.get() };
+    BG_PAUSE_US.store(pause_us, Ordering::Relaxed);
+    if let Some(threads) = slot {
+        return Ok(threads.len());
+    }
+    let cpus = test_glue::possible_cpus();
+    let mut threads = KVec::with_capacity(cpus as usize, GFP_KERNEL).map_err(|_| -ENOMEM_NR)?;
+    BG_STOP.store(false, Ordering::Relaxed);
+    BG_CALLS.store(0, Ordering::Relaxed);
+    for cpu in 0..cpus {
+        let arg = cpu as usize as *mut c_void;
+        let bound = test_glue::cpu_online(cpu).then_some(cpu);
+        // SAFETY: `arg` is a number; the worker never dereferences it.
+        if let Some(t) = unsafe { Thread::start(bg_worker, arg, c_str!("ksw-bg"), bound) } {
+            // Capacity reserved above.
+            let _ = threads.push(t, GFP_KERNEL);
+        }
+    }
+    let n = threads.len();
+    *slot = Some(threads);
+    Ok(n)
+}
+
+/// Stops and joins the workers; returns how many there were and the
+/// watched calls they made.
+///
+/// # Safety
+///
+/// As for [`bg_start`].
+unsafe fn bg_stop() -> (usize, u64) {
+    // SAFETY: the function's contract.
+    let slot = unsafe { &mut *BG_THREADS.0.get() };
+    let Some(threads) = slot.take() else {
+        return (0, 0);
+    };
+    BG_STOP.store(true, Ordering::Relaxed);
+    let n = threads.len();
+    for t in threads {
+        t.join();
+    }
+    (n, BG_CALLS.load(Ordering::Relaxed))
+}
+
 static RECURSE_ARGS: [AtomicU32; 3] = [AtomicU32::new(0), AtomicU32::new(0), AtomicU32::new(0)];
 static HOLD_MS: AtomicU32 = AtomicU32::new(0);
 static DEEP: AtomicU32 = AtomicU32::new(0);
+static SWEEP_ARGS: [AtomicU32; 4] = [const { AtomicU32::new(0) }; 4];
 
 // ------------------------------------------------------------------ procfs
 
@@ -719,7 +1023,7 @@ unsafe extern "C" fn ksw_test_rs_run(cmd: *const u8, len: usize) -> isize {
         Ok(s) => s,
         Err(e) => {
             pr_err!(
-                "unknown scenario {:?}: try direct, canary, silent [N [MS]], clean [N [MS]], recursive D [MAX], hold MS, storm W [GAP_NS], ipi N, bench B C, hardirq, softirq, deep [D], alias, loop N, exits N, hog on|off\n",
+                "unknown scenario {:?}: try direct, canary, silent [N [MS]], clean [N [MS]], recursive D [MAX], hold MS, storm W [GAP_NS], ipi N, bench B C, hardirq, softirq, deep [D], alias, loop N, exits N, hog on|off, bg on [PAUSE_US]|off, exitcall N, held start [MS]|release, sweep R [VICTIM], flat N\n",
                 text.trim()
             );
             return e as isize;
@@ -776,6 +1080,11 @@ impl kernel::Module for KStackWatchTest {
 
 impl Drop for KStackWatchTest {
     fn drop(&mut self) {
+        // The procfs file first: no scenario runs after it is gone.
         test_glue::exit();
+        // SAFETY: module exit, no scenario can run any more.
+        let _ = unsafe { bg_stop() };
+        // SAFETY: as above.
+        let _ = unsafe { held_release() };
     }
 }

@@ -11,7 +11,9 @@
 #include <linux/delay.h>
 #include <linux/hrtimer.h>
 #include <linux/jiffies.h>
+#include <linux/kthread.h>
 #include <linux/mm.h>
+#include <linux/random.h>
 #include <linux/slab.h>
 #include <linux/timekeeping.h>
 #include <linux/timer.h>
@@ -384,6 +386,35 @@ u64 ksw_test_small_loop(u32 calls)
 	return sum;
 }
 
+/*
+ * The same without the realignment: the canary sits just under the saved
+ * registers, where the return hook's trampoline builds its frame after the
+ * return. This is the shape that wedged QEMU TCG guests when a watch was
+ * still armed after the return (see Documentation/testing.md, "The
+ * wedge"): an interrupt taken at the trampoline's entry pushed its frame
+ * onto the watched canary.
+ */
+noinline u64 ksw_test_flat(u64 seed)
+{
+	u64 buf[8];
+	int i;
+
+	for (i = 0; i < 8; i++)
+		WRITE_ONCE(buf[i], seed + i);
+	ksw_test_mark((unsigned long *)&buf[0]);
+	return READ_ONCE(buf[seed & 7]);
+}
+
+u64 ksw_test_flat_loop(u32 calls)
+{
+	u64 sum = 0;
+	u32 i;
+
+	for (i = 0; i < calls; i++)
+		sum += ksw_test_flat(i);
+	return sum;
+}
+
 noinline u64 ksw_test_tail_target(u64 x)
 {
 	return x * 3 + 1;
@@ -413,4 +444,195 @@ u64 ksw_test_exits_loop(u32 calls)
 	for (i = 0; i < calls; i++)
 		sum += ksw_test_exits(i);
 	return sum;
+}
+
+/* ------------------------------------------------------------------------
+ * For tests/stress: a victim whose task exits inside the watched call, a
+ * function too large for kstackwatch to decode, and one with a jump table.
+ */
+
+/*
+ * With @exit, the calling kernel thread exits from inside this frame
+ * (completing @done on its way out): the watch ends with the task (disarm
+ * reason task_exit). Without, it returns like the other victims.
+ */
+noinline int ksw_test_exit_victim(struct completion *done, bool exit)
+{
+	unsigned long buf[KSW_TEST_BUF_WORDS];
+
+	ksw_test_fill(buf, 0x8000);
+	ksw_test_mark(&buf[KSW_TEST_WATCH_WORD]);
+	if (exit)
+		kthread_complete_and_exit(done, 0);
+	return ksw_test_count_bad(buf, 0x8000);
+}
+
+/* More than the 64 KiB kstackwatch decodes: a watch on it fails (EFBIG). */
+noinline void ksw_test_huge(void)
+{
+	asm volatile(".skip 0x10100, 0x90");
+}
+
+/*
+ * A dense switch whose cases call different functions: clang emits a jump
+ * table (an indirect jmp), whose stack layout kstackwatch does not follow
+ * (EOPNOTSUPP). Never called.
+ */
+noinline u64 ksw_test_switch(u64 x)
+{
+	unsigned long buf[KSW_TEST_BUF_WORDS];
+
+	ksw_test_fill(buf, x);
+	ksw_test_mark(&buf[KSW_TEST_WATCH_WORD]);
+	switch (x & 7) {
+	case 0:
+		x = ksw_test_tail_target(x);
+		break;
+	case 1:
+		x = ksw_test_count_bad(buf, x);
+		break;
+	case 2:
+		x = ksw_test_small(x);
+		break;
+	case 3:
+		x = ksw_test_exits(x);
+		break;
+	case 4:
+		x = ksw_test_bench_victim(x);
+		break;
+	case 5:
+		ksw_test_fill(buf, x + 5);
+		break;
+	case 6:
+		x = ksw_test_direct_victim(x);
+		break;
+	default:
+		x = ksw_test_canary_victim();
+		break;
+	}
+	return x + READ_ONCE(buf[3]);
+}
+
+/* ------------------------------------------------------------------------
+ * Many look-alike canary-protected functions calling each other at random:
+ * one of them, chosen at random per run, has its canary overwritten (and
+ * put back) at a random depth. A sweep over the module must find which.
+ */
+
+struct ksw_test_sweep {
+	u64 seed;
+	u32 victim;		/* index of the function whose canary is hit */
+	u32 victim_depth;	/* the call depth at which it is hit */
+	u32 max_depth;
+	u32 corruptions;
+};
+
+typedef int (*ksw_test_sweep_fn)(struct ksw_test_sweep *s, u32 depth);
+static const ksw_test_sweep_fn ksw_test_sweep_fns[KSW_TEST_SWEEP_FNS];
+
+static u32 ksw_test_sweep_pick(struct ksw_test_sweep *s)
+{
+	s->seed ^= s->seed << 13;
+	s->seed ^= s->seed >> 7;
+	s->seed ^= s->seed << 17;
+	return s->seed % KSW_TEST_SWEEP_FNS;
+}
+
+/* The next call of the chain: the victim at its depth, else at random. */
+static noinline int ksw_test_sweep_call(struct ksw_test_sweep *s, u32 depth)
+{
+	u32 next = depth == s->victim_depth ? s->victim : ksw_test_sweep_pick(s);
+
+	if (next == s->victim && depth != s->victim_depth)
+		next = (next + 1) % KSW_TEST_SWEEP_FNS;
+	return ksw_test_sweep_fns[next](s, depth);
+}
+
+/* Global, not static: a sweep names them as a user names kernel functions. */
+#define KSW_TEST_SWEEP_FN(n)							\
+int ksw_test_sweep_##n(struct ksw_test_sweep *s, u32 depth);		\
+noinline int ksw_test_sweep_##n(struct ksw_test_sweep *s, u32 depth)	\
+{										\
+	unsigned long buf[KSW_TEST_BUF_WORDS];					\
+	int bad = 0;								\
+										\
+	ksw_test_fill(buf, 0x8000 + (n));					\
+	if ((n) == s->victim && depth == s->victim_depth) {			\
+		ksw_test_overflow(buf, KSW_TEST_BUF_WORDS, 2);			\
+		s->corruptions++;						\
+		ksw_test_fill(buf, 0x8000 + (n));				\
+	}									\
+	if (depth < s->max_depth)						\
+		bad = ksw_test_sweep_call(s, depth + 1);			\
+	return bad + ksw_test_count_bad(buf, 0x8000 + (n));			\
+}
+
+KSW_TEST_SWEEP_FN(0)  KSW_TEST_SWEEP_FN(1)  KSW_TEST_SWEEP_FN(2)
+KSW_TEST_SWEEP_FN(3)  KSW_TEST_SWEEP_FN(4)  KSW_TEST_SWEEP_FN(5)
+KSW_TEST_SWEEP_FN(6)  KSW_TEST_SWEEP_FN(7)  KSW_TEST_SWEEP_FN(8)
+KSW_TEST_SWEEP_FN(9)  KSW_TEST_SWEEP_FN(10) KSW_TEST_SWEEP_FN(11)
+KSW_TEST_SWEEP_FN(12) KSW_TEST_SWEEP_FN(13) KSW_TEST_SWEEP_FN(14)
+KSW_TEST_SWEEP_FN(15) KSW_TEST_SWEEP_FN(16) KSW_TEST_SWEEP_FN(17)
+KSW_TEST_SWEEP_FN(18) KSW_TEST_SWEEP_FN(19) KSW_TEST_SWEEP_FN(20)
+KSW_TEST_SWEEP_FN(21) KSW_TEST_SWEEP_FN(22) KSW_TEST_SWEEP_FN(23)
+
+static const ksw_test_sweep_fn ksw_test_sweep_fns[KSW_TEST_SWEEP_FNS] = {
+	ksw_test_sweep_0,  ksw_test_sweep_1,  ksw_test_sweep_2,
+	ksw_test_sweep_3,  ksw_test_sweep_4,  ksw_test_sweep_5,
+	ksw_test_sweep_6,  ksw_test_sweep_7,  ksw_test_sweep_8,
+	ksw_test_sweep_9,  ksw_test_sweep_10, ksw_test_sweep_11,
+	ksw_test_sweep_12, ksw_test_sweep_13, ksw_test_sweep_14,
+	ksw_test_sweep_15, ksw_test_sweep_16, ksw_test_sweep_17,
+	ksw_test_sweep_18, ksw_test_sweep_19, ksw_test_sweep_20,
+	ksw_test_sweep_21, ksw_test_sweep_22, ksw_test_sweep_23,
+};
+
+/*
+ * @rounds call chains of depth 1..6 through the sweep functions; the
+ * victim (@victim, or chosen at random if >= KSW_TEST_SWEEP_FNS) has its
+ * canary hit once per round at a depth chosen at random per run. Returns
+ * the victim's index; *@victim_depth and *@corruptions say the rest.
+ */
+u32 ksw_test_sweep_run(u32 rounds, u32 victim, u32 *victim_depth,
+		       u32 *corruptions)
+{
+	struct ksw_test_sweep s = {
+		.seed = get_random_u64() | 1,
+		.max_depth = 6,
+	};
+	u32 r;
+
+	s.victim = victim < KSW_TEST_SWEEP_FNS ? victim :
+		   get_random_u32_below(KSW_TEST_SWEEP_FNS);
+	s.victim_depth = get_random_u32_below(s.max_depth) + 1;
+	for (r = 0; r < rounds; r++)
+		ksw_test_sweep_call(&s, 1);
+	*victim_depth = s.victim_depth;
+	*corruptions = s.corruptions;
+	return s.victim;
+}
+
+/*
+ * Stays in its watched frame until released (or @max_ms pass): for
+ * tests/stress, which unloads kstackwatch and takes CPUs offline
+ * meanwhile, and lets it return as soon as that is done.
+ */
+static atomic_t ksw_test_held_release;
+
+void ksw_test_held_set_release(bool release)
+{
+	atomic_set(&ksw_test_held_release, release);
+}
+
+noinline int ksw_test_held_victim(u32 max_ms)
+{
+	unsigned long buf[KSW_TEST_BUF_WORDS];
+	unsigned long deadline = jiffies + msecs_to_jiffies(max_ms);
+
+	ksw_test_fill(buf, 0x9000);
+	ksw_test_mark(&buf[KSW_TEST_WATCH_WORD]);
+	while (!atomic_read(&ksw_test_held_release) &&
+	       time_before(jiffies, deadline))
+		msleep(5);
+	return ksw_test_count_bad(buf, 0x9000);
 }

@@ -34,8 +34,15 @@ extern "C" {
     fn ksw_test_deep_victim(depth: u32, value: u64) -> c_int;
     fn ksw_test_alias_victim(value: u64) -> c_int;
     fn ksw_test_small_loop(calls: u32) -> u64;
+    fn ksw_test_flat_loop(calls: u32) -> u64;
     fn ksw_test_exits_loop(calls: u32) -> u64;
     fn ksw_test_hog(on: bool) -> c_int;
+    fn ksw_test_sweep_run(
+        rounds: u32,
+        victim: u32,
+        victim_depth: *mut u32,
+        corruptions: *mut u32,
+    ) -> u32;
 
     fn ksw_test_thread_start(
         f: unsafe extern "C" fn(*mut c_void) -> c_int,
@@ -56,6 +63,13 @@ extern "C" {
     fn ksw_test_move_to_cpu(cpu: u32) -> c_int;
     fn ksw_test_cpu() -> c_int;
     fn ksw_test_online_cpus() -> u32;
+
+    fn ksw_test_exit_inside(n: u32) -> c_int;
+    fn ksw_test_cpu_online(cpu: u32) -> bool;
+    fn ksw_test_possible_cpus() -> u32;
+    fn ksw_test_sleep_us(us: u32);
+    fn ksw_test_held_set_release(release: bool);
+    fn ksw_test_held_victim(max_ms: u32) -> c_int;
 }
 
 /// A buggy/victim/writer rendezvous; freed on drop.
@@ -148,6 +162,11 @@ pub(crate) fn alias_victim(value: u64) -> i32 {
     unsafe { ksw_test_alias_victim(value) }
 }
 
+pub(crate) fn flat_loop(calls: u32) -> u64 {
+    // SAFETY: self-contained C function.
+    unsafe { ksw_test_flat_loop(calls) }
+}
+
 pub(crate) fn small_loop(calls: u32) -> u64 {
     // SAFETY: self-contained C function.
     unsafe { ksw_test_small_loop(calls) }
@@ -156,6 +175,16 @@ pub(crate) fn small_loop(calls: u32) -> u64 {
 pub(crate) fn exits_loop(calls: u32) -> u64 {
     // SAFETY: self-contained C function.
     unsafe { ksw_test_exits_loop(calls) }
+}
+
+/// Look-alike functions calling each other: one of them (`victim`, or a
+/// random one if out of range) has its canary hit once per round at a
+/// random depth. Returns (victim, its depth, corruptions).
+pub(crate) fn sweep_run(rounds: u32, victim: u32) -> (u32, u32, u32) {
+    let (mut depth, mut corruptions) = (0, 0);
+    // SAFETY: self-contained C function; the out-pointers are locals.
+    let v = unsafe { ksw_test_sweep_run(rounds, victim, &mut depth, &mut corruptions) };
+    (v, depth, corruptions)
 }
 
 /// While on, CPUs coming online have all their breakpoints taken first.
@@ -276,4 +305,40 @@ pub(crate) fn cpu() -> u32 {
 pub(crate) fn online_cpus() -> u32 {
     // SAFETY: reads a counter.
     unsafe { ksw_test_online_cpus() }
+}
+
+/// Runs `n` kernel threads that each exit inside `ksw_test_exit_victim`;
+/// returns how many ran, once all are gone (or a negative errno).
+pub(crate) fn exit_inside(n: u32) -> i32 {
+    // SAFETY: process context; C waits until every thread it started is gone.
+    unsafe { ksw_test_exit_inside(n) }
+}
+
+pub(crate) fn cpu_online(cpu: u32) -> bool {
+    // SAFETY: reads the online mask.
+    unsafe { ksw_test_cpu_online(cpu) }
+}
+
+/// CPU ids that can ever be online (`nr_cpu_ids`).
+pub(crate) fn possible_cpus() -> u32 {
+    // SAFETY: reads a constant.
+    unsafe { ksw_test_possible_cpus() }
+}
+
+/// Sleeps about `us` microseconds (process context).
+pub(crate) fn sleep_us(us: u32) {
+    // SAFETY: called from a kernel thread, no lock held.
+    unsafe { ksw_test_sleep_us(us) }
+}
+
+/// Lets `held_victim` return (or keeps the next one in).
+pub(crate) fn held_set_release(release: bool) {
+    // SAFETY: sets an atomic flag.
+    unsafe { ksw_test_held_set_release(release) }
+}
+
+/// Stays in its watched frame until released or `max_ms` pass.
+pub(crate) fn held_victim(max_ms: u32) -> i32 {
+    // SAFETY: self-contained C function (it sleeps).
+    unsafe { ksw_test_held_victim(max_ms) }
 }

@@ -24,9 +24,15 @@ acpu=$(sed -E 's/.*\[0*([0-9]+)\].*/\1/' <<<"$arm")
 ok "the write came from another CPU ($wcpu vs $acpu)"
 expect "$(field "$hit" victim)" "ksw-victim/$vpid" "victim comm/pid in the hit"
 expect "$(field "$hit" writer_comm)" ksw-writer "writer comm in the hit"
+expect "$(field "$hit" context)" task "another task wrote (not the victim, not an interrupt)"
 expect_match "$hit" 'writer=ksw_test_corrupt\+' "writer function"
+expect "$(field "$hit" old)" "$(field "$arm" value)" "old value is the value at arm"
 expect "$(field "$hit" new)" 0xabcdabcd "written value"
-expect "$(field "$disarm" corrupted)" 1 "silent corruption verdict"
+expect "$(field "$disarm" hits)" 1 "hits in the window"
+expect "$(field "$disarm" exit_value)" 0xabcdabcd "value when the frame died"
+expect "$(field "$disarm" corrupted)" changed "silent corruption verdict"
+expect "$(field "$disarm" reason)" return "disarm reason"
+expect_releases_clean "victim returned"
 
 # perf: the same scenario recorded with call chains on the mono clock.
 perf record -q -e 'kstackwatch:*' -g -k mono -a -o /tmp/silent.data -- \

@@ -12,7 +12,11 @@ ev=$(events)
 expect "$(count ' ksw_arm: ' "$ev")" 1 "dp=3: armed frames"
 expect "$(field "$(grep ' ksw_arm: ' <<<"$ev")" depth)" 3 "dp=3: armed depth"
 expect "$(count ' ksw_hit: ' "$ev")" 1 "dp=3: the write at depth 3 is caught"
-expect "$(field "$(grep ' ksw_hit: ' <<<"$ev")" new)" 0xdeec "dp=3: value written at depth 3"
+hit=$(grep ' ksw_hit: ' <<<"$ev")
+expect "$(field "$hit" new)" 0xdeec "dp=3: value written at depth 3"
+expect "$(field "$hit" id)" "$(field "$(grep ' ksw_arm: ' <<<"$ev")" id)" "dp=3: the hit belongs to the depth-3 frame"
+expect "$(field "$hit" context)" task/victim "dp=3: written by the recursing task itself"
+expect "$(field "$(grep ' ksw_disarm: ' <<<"$ev")" corrupted)" changed "dp=3: corrupted verdict"
 other=$(counter other_depth)
 [ "$other" -ge 6 ] || fail "probe hits at other depths: $other"
 ok "other depths counted ($other), not armed"
@@ -24,7 +28,7 @@ ev=$(events)
 expect "$(count ' ksw_arm: ' "$ev")" 1 "dp=2: armed frames"
 expect "$(field "$(grep ' ksw_arm: ' <<<"$ev")" depth)" 2 "dp=2: armed depth"
 expect "$(count ' ksw_hit: ' "$ev")" 0 "dp=2: no write into depth 2"
-expect "$(field "$(grep ' ksw_disarm: ' <<<"$ev")" corrupted)" 0 "dp=2: clean verdict"
+expect "$(field "$(grep ' ksw_disarm: ' <<<"$ev")" corrupted)" intact "dp=2: clean verdict"
 
 # Levels that sleep and move to another CPU: depth follows the task.
 trace_start
@@ -42,3 +46,4 @@ ksw_config "$base dp=9"
 scenario "recursive 3 6" >/dev/null
 expect "$(count ' ksw_arm: ' "$(events)")" 0 "dp=9 beyond the recursion: nothing armed"
 expect "$(counter arms)" "$(counter disarms)" "arms == disarms"
+expect_releases_clean "recursion"

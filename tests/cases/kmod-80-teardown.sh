@@ -20,7 +20,10 @@ expect_match "$(grep -E '^# cpu' /proc/kstackwatch)" 'slot0=0x' "a CPU watches t
 ok "every online CPU watches the held frame"
 ksw_config "$(watch_local ksw_test_direct_victim)"
 expect_all_idle "after reconfiguring"
-expect "$(field "$(grep ' ksw_disarm: ' <<<"$(events)")" reason)" teardown "disarm reason on reconfigure"
+disarm=$(grep ' ksw_disarm: ' <<<"$(events)")
+expect "$(field "$disarm" reason)" teardown "disarm reason on reconfigure"
+expect "$(field "$disarm" corrupted)" intact "the live frame's value read at teardown: intact"
+expect "$(field "$disarm" exit_value)" "$(field "$disarm" arm_value)" "exit value = value at arm"
 wait
 
 ksw_config "$(watch_local ksw_test_hold_victim)"
@@ -38,3 +41,5 @@ trace_start
 ksw_config "$(watch_local ksw_test_direct_victim)"
 scenario direct >/dev/null
 expect "$(count ' ksw_hit: ' "$(events)")" 1 "the reloaded module catches"
+expect "$(counter arms)" "$(counter disarms)" "arms == disarms after reload"
+expect_releases_clean "after reload"

@@ -13,7 +13,8 @@ err=$("$VM" --append ftrace_dump_on_oops --module "$KSW_KO" --module "$KSW_TEST_
 status=$?
 set -e
 expect_eq "$status" 125 "runner exit status"
-expect_match "$err" 'Kernel panic - not syncing: kstackwatch: watch [0-9]+ caught a stack write by ksw_test_corrupt' "panic names the writer"
-expect_match "$err" 'ksw_hit: id=[0-9]+ .*writer=ksw_test_corrupt' "the hit event was emitted first (ftrace dump)"
+expect_match "$err" 'kstackwatch: watch [0-9]+ caught a stack write by ksw_test_corrupt\+0x[0-9a-f]+/0x[0-9a-f]+ \[kstackwatch_test\] \(panic_on_catch=1\)' "the last message names the writer"
+expect_match "$err" 'Kernel panic - not syncing: kstackwatch: stack write caught \(panic_on_catch=1\)' "the kernel panics"
+expect_match "$err" 'ksw_hit: id=[0-9]+ .*writer=ksw_test_corrupt.* context=task/victim ' "the hit event was emitted first (ftrace dump)"
 grep -q "still alive" /tmp/ksw-ph-out && die "the guest survived the hit"
 note "panic_on_catch stops the machine at the hit"

@@ -22,9 +22,17 @@ kv() { grep -oE "(^|[[:space:]])$2=[^[:space:]]*" <<<"$1" | head -1 | sed 's/^[[
 
 # For a case that runs inside the VM: on the host, re-run the case there
 # with `guest` as its argument, kstackwatch and the test module loaded;
-# in the guest, return and let the case go on.
-#   run_in_guest "$0" "$@"
+# in the guest, return and let the case go on. Options before the script
+# go to tests/vm/run (--cpus N; the default is the runner's, 2).
+#   run_in_guest [--cpus N] "$0" "$@"
 run_in_guest() {
+	local vm_args=()
+	while [ $# -gt 0 ]; do
+		case $1 in
+		--cpus) vm_args+=(--cpus "$2"); shift 2 ;;
+		*) break ;;
+		esac
+	done
 	[ "${2:-}" = guest ] && return 0
-	exec "$VM" --module "$KSW_KO" --module "$KSW_TEST_KO" -- bash "$1" guest
+	exec "$VM" "${vm_args[@]}" --module "$KSW_KO" --module "$KSW_TEST_KO" -- bash "$1" guest
 }
