@@ -10,7 +10,8 @@ use crate::elf::Binary;
 use crate::types::VarPath;
 use crate::watch::{self, At, Frame, Request, Resolved};
 
-const PROC: &str = "/proc/kstackwatch";
+/// The module's configuration file.
+pub const PROC: &str = "/proc/kstackwatch";
 
 #[derive(Debug, Args)]
 #[command(
@@ -230,7 +231,8 @@ pub fn current_specs() -> Result<Vec<String>, String> {
         .collect())
 }
 
-fn proc_error(e: &std::io::Error) -> String {
+/// What to do about an error opening /proc/kstackwatch.
+pub fn proc_error(e: &std::io::Error) -> String {
     match e.kind() {
         std::io::ErrorKind::NotFound => {
             format!("{PROC}: the kstackwatch module is not loaded (insmod kstackwatch.ko)")
@@ -248,20 +250,45 @@ fn spec_func(line: &str) -> Option<&str> {
     })
 }
 
-/// Writes a whole configuration in one write().
-pub fn write_config(lines: &[String]) -> Result<(), String> {
+/// Why a configuration was not written.
+#[derive(Debug)]
+pub enum WriteError {
+    /// The file could not be opened (the message says what to do).
+    Open(String),
+    /// The module refused it: the write's error (its errno is the reason
+    /// class; the module logs the reason to the kernel log).
+    Rejected(std::io::Error),
+}
+
+/// The text of a whole configuration, as written.
+pub fn config_text(lines: &[String]) -> String {
     let mut text = lines.join("\n");
     text.push('\n');
+    text
+}
+
+/// Writes a whole configuration in one write(), keeping the module's
+/// errno for callers that explain it themselves (`ksw sweep`).
+pub fn try_write_config(lines: &[String]) -> Result<(), WriteError> {
+    let text = config_text(lines);
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .open(PROC)
-        .map_err(|e| proc_error(&e))?;
-    f.write_all(text.as_bytes()).map_err(|e| {
-        let errno = e.raw_os_error().unwrap_or(0);
-        format!(
-            "kstackwatch rejected the configuration ({e}, errno {errno}; dmesg says why):\n{}",
-            text.trim_end()
-        )
+        .map_err(|e| WriteError::Open(proc_error(&e)))?;
+    f.write_all(text.as_bytes()).map_err(WriteError::Rejected)
+}
+
+/// Writes a whole configuration in one write().
+pub fn write_config(lines: &[String]) -> Result<(), String> {
+    try_write_config(lines).map_err(|e| match e {
+        WriteError::Open(message) => message,
+        WriteError::Rejected(e) => {
+            let errno = e.raw_os_error().unwrap_or(0);
+            format!(
+                "kstackwatch rejected the configuration ({e}, errno {errno}; dmesg says why):\n{}",
+                config_text(lines).trim_end()
+            )
+        }
     })
 }
 

@@ -232,7 +232,8 @@ pub struct Features {
     /// `CLOCK_DATA`.
     pub clock_data: Option<ClockData>,
     /// ksw's private [`feature::KSW_COUNTERS`]: the module's counters at
-    /// the start and at the end of the recording.
+    /// the start and at the end of the recording, then (newer recordings)
+    /// its /proc/kstackwatch text at the end, as `proc: ` lines.
     pub ksw_counters: Option<String>,
     /// Feature sections that could not be read (cut or corrupt): skipped,
     /// the samples do not depend on them.

@@ -1,5 +1,6 @@
-//! Command-line interface: `ksw record`, `ksw report`, `ksw completions`,
-//! `ksw check-config`, `ksw symbolize`. `ksw-report` is `ksw report`.
+//! Command-line interface: `ksw record`, `ksw report`, `ksw sweep`,
+//! `ksw completions`, `ksw check-config`, `ksw symbolize`. `ksw-report` is
+//! `ksw report`.
 
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
@@ -12,6 +13,7 @@ use crate::events;
 use crate::graph::Graph;
 use crate::record;
 use crate::report;
+use crate::sweep;
 use crate::symbols::Symbols;
 
 #[derive(Debug, Parser)]
@@ -36,6 +38,9 @@ pub enum Command {
     CheckConfig(CheckConfigArgs),
     /// Watch a variable by name: probe point and sp offset from DWARF.
     Watch(ksw_dwarf::cli::WatchArgs),
+    /// Find the victim when you do not know it: watch the canaries of many
+    /// functions (a module's, globs), sampled, while a command runs.
+    Sweep(SweepArgs),
     /// Name kernel addresses (hex, from the arguments or one per line on
     /// stdin) with the rules of `ksw report` and the plugin.
     Symbolize(SymbolizeArgs),
@@ -70,6 +75,65 @@ pub struct RecordArgs {
     /// recording, the previous configuration restored after.
     #[arg(long = "watch", value_name = "'FUNC VAR ...'")]
     pub watch: Vec<String>,
+    /// Command to run while recording; without one, record until Ctrl-C.
+    #[arg(last = true)]
+    pub command: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Examples:\n  ksw sweep --module my_module -- ./reproducer\n  ksw sweep --function 'ext4_*' --sample 64 -g -- ./reproducer\n  ksw sweep --functions-from suspects.txt --print"
+)]
+pub struct SweepArgs {
+    /// Every traceable function of this module; repeatable. With
+    /// --function, only its functions matching a glob.
+    #[arg(long = "module", value_name = "NAME")]
+    pub modules: Vec<String>,
+    /// Functions matching GLOB (`*`, `?`; `MODULE:GLOB` for one module's);
+    /// repeatable. Each must match something.
+    #[arg(long = "function", value_name = "GLOB")]
+    pub functions: Vec<String>,
+    /// Functions named in FILE, one per line: `name`, `name [module]` (as
+    /// in available_filter_functions), `module:name` or a glob; `#`
+    /// comments.
+    #[arg(long, value_name = "FILE")]
+    pub functions_from: Option<PathBuf>,
+    /// Arm one in N eligible calls per CPU, at random (default 16; 1:
+    /// every call).
+    #[arg(long, value_name = "N", conflicts_with = "rate")]
+    pub sample: Option<u32>,
+    /// Arm at most R frames per second instead of sampling.
+    #[arg(long, value_name = "R")]
+    pub rate: Option<u32>,
+    /// Arm only this recursion level of each function (0: the outermost
+    /// call in the task).
+    #[arg(long, value_name = "N")]
+    pub depth: Option<u16>,
+    /// Output file (perf.data format).
+    #[arg(short, long, default_value = "perf.data")]
+    pub output: PathBuf,
+    /// Record kernel call chains (the writer's, for hits).
+    #[arg(short = 'g', long = "call-graph")]
+    pub callchain: bool,
+    /// Also capture ftrace function_graph of the swept functions into
+    /// OUTPUT.graph.
+    #[arg(long)]
+    pub function_graph: bool,
+    /// Ring buffer size per CPU, in pages (a power of two).
+    #[arg(short = 'm', long, default_value_t = 64)]
+    pub mmap_pages: usize,
+    /// Most functions to sweep; more matching is an error (the module
+    /// takes at most 4096 in one spec).
+    #[arg(long, value_name = "N", default_value_t = ksw_core::config::MAX_FUNCS as usize)]
+    pub max_functions: usize,
+    /// The traceable functions (default: tracefs
+    /// available_filter_functions of the running kernel).
+    #[arg(long, value_name = "FILE")]
+    pub available_functions: Option<PathBuf>,
+    /// Print the sweep's spec line and exit: nothing is written to
+    /// /proc/kstackwatch, nothing recorded.
+    #[arg(long)]
+    pub print: bool,
     /// Command to run while recording; without one, record until Ctrl-C.
     #[arg(last = true)]
     pub command: Vec<String>,
@@ -128,6 +192,10 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Record(args) => match ksw_dwarf::cli::with_watches(&args.watch, || {
             record::run(&args).map_err(|e| e.to_string())
         }) {
+            Ok(status) => return ExitCode::from(status),
+            Err(e) => Err(e),
+        },
+        Command::Sweep(args) => match sweep::run(&args) {
             Ok(status) => return ExitCode::from(status),
             Err(e) => Err(e),
         },

@@ -6,7 +6,8 @@
 //! ([`correlate`]), an optional ftrace function_graph capture is lined up
 //! with them ([`graph`]), and one report model is printed as text or JSON
 //! ([`report`]). [`record`] writes perf.data files that `perf script` and
-//! `perf report` read too.
+//! `perf report` read too. [`sweep`] watches many functions' canaries at
+//! once to find a victim that is not known.
 
 pub mod cli;
 pub mod correlate;
@@ -16,4 +17,5 @@ pub mod graph;
 pub mod mapping;
 pub mod record;
 pub mod report;
+pub mod sweep;
 pub mod symbols;

@@ -497,12 +497,51 @@ pub fn exit_code(status: ExitStatus) -> u8 {
 
 /// The `# counters:` line of /proc/kstackwatch (empty if unreadable).
 fn module_counters() -> String {
-    fs::read_to_string("/proc/kstackwatch")
-        .unwrap_or_default()
+    counters_line(&fs::read_to_string("/proc/kstackwatch").unwrap_or_default())
+}
+
+/// The counters of a /proc/kstackwatch text (empty if it has none).
+fn counters_line(proc_text: &str) -> String {
+    proc_text
         .lines()
         .find_map(|l| l.strip_prefix("# counters:"))
         .map(|c| c.trim().to_string())
         .unwrap_or_default()
+}
+
+/// Prefix of the /proc/kstackwatch snapshot's lines in the
+/// `KSW_COUNTERS` text.
+const PROC_PREFIX: &str = "proc: ";
+
+/// The `KSW_COUNTERS` feature text: `start:` and `end:` counter lines
+/// (what older `ksw report`s read), then the whole /proc/kstackwatch text
+/// at the end of the recording, one `proc: ` line per line (the specs,
+/// per-function stats, skipped functions). Every line has a `WORD:`
+/// prefix, so readers that know only `start:`/`end:` skip the rest.
+pub fn feature_text(start: &str, end: &str, proc_text: &str) -> String {
+    let mut text = format!("start: {start}\nend: {end}\n");
+    for line in proc_text.lines() {
+        text.push_str(PROC_PREFIX);
+        text.push_str(line);
+        text.push('\n');
+    }
+    text
+}
+
+/// The /proc/kstackwatch snapshot stored by [`feature_text`]; None in
+/// recordings made before it was stored.
+pub fn proc_snapshot(feature: &str) -> Option<String> {
+    let mut text = String::new();
+    for line in feature.lines() {
+        if let Some(l) = line.strip_prefix(PROC_PREFIX).or_else(|| {
+            // An empty /proc line is stored as "proc:" (trailing space trimmed).
+            (line == PROC_PREFIX.trim_end()).then_some("")
+        }) {
+            text.push_str(l);
+            text.push('\n');
+        }
+    }
+    (!text.is_empty()).then_some(text)
 }
 
 impl Drop for GraphCapture {
@@ -514,7 +553,8 @@ impl Drop for GraphCapture {
     }
 }
 
-/// The watched functions, from /proc/kstackwatch (default graph filter).
+/// The watched functions, from /proc/kstackwatch (default graph filter):
+/// each name of a sweep's list, without its `module:` prefix.
 fn watched_functions() -> Vec<String> {
     fs::read_to_string("/proc/kstackwatch")
         .unwrap_or_default()
@@ -524,6 +564,7 @@ fn watched_functions() -> Vec<String> {
             l.split_whitespace()
                 .find_map(|kv| kv.strip_prefix("func_name="))
         })
+        .flat_map(|list| list.split(','))
         .map(|f| f.rsplit(':').next().unwrap_or(f).to_string())
         .collect()
 }
@@ -856,9 +897,14 @@ pub fn run(args: &RecordArgs) -> Result<u8, RecordError> {
     }
     std::thread::sleep(Duration::from_millis(10));
     drain_all(&mut writer, &mut rings)?;
-    let counters_end = module_counters();
+    // The end snapshot is taken while the watches are still configured
+    // (`ksw record --watch` and `ksw sweep` restore the previous
+    // configuration only after this returns): the per-function stats and
+    // the skipped list go away with the configuration.
+    let proc_end = fs::read_to_string("/proc/kstackwatch").unwrap_or_default();
+    let counters_end = counters_line(&proc_end);
     if !counters_end.is_empty() {
-        writer.set_ksw_counters(format!("start: {counters_start}\nend: {counters_end}\n"));
+        writer.set_ksw_counters(feature_text(&counters_start, &counters_end, &proc_end));
     }
     writer.finish().map_err(werr)?;
     if let Some((g, out, mut file)) = graph {
@@ -925,6 +971,18 @@ mod tests {
         let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
         fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn the_proc_snapshot_rides_along_the_counters() {
+        let proc_text = "func_name=a,b depth=0\n#  spec 0: sweep of 2 function(s): 1 watched, 1 skipped; calls=3 armed=1 hits=0 missed: fprobe=0\n\n# counters: arms=1\n";
+        let text = feature_text("arms=0", "arms=1", proc_text);
+        assert!(text.starts_with("start: arms=0\nend: arms=1\nproc: func_name=a,b"));
+        // Every line has a `WORD:` prefix (older readers split on ':').
+        assert!(text.lines().all(|l| l.contains(':')), "{text}");
+        assert_eq!(proc_snapshot(&text).as_deref(), Some(proc_text));
+        assert_eq!(proc_snapshot("start: arms=0\nend: arms=1\n"), None);
+        assert_eq!(counters_line(proc_text), "arms=1");
     }
 
     #[test]

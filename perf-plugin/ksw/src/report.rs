@@ -25,6 +25,7 @@ use crate::correlate::{
 };
 use crate::events::{Hit, Recording, StreamStats};
 use crate::graph::{Anchor, Graph};
+use crate::sweep::{self, SweepAnalysis, SweepTally};
 use crate::symbols::{self, Symbols};
 
 /// Version of the JSON document's layout (`schema_version`).
@@ -238,7 +239,7 @@ fn victim_graph(g: &Graph, f: &Frame) -> Option<GraphOut> {
 }
 
 /// Who wrote, as a verdict names them.
-fn writer_label(m: &MatchedHit) -> String {
+pub fn writer_label(m: &MatchedHit) -> String {
     let task = format!("{}/{}", name_or_unknown(&m.writer_name), m.hit.ctx.tid);
     match (m.hit.context.map(|c| c.as_str()), m.hit.by_victim) {
         (None | Some("task"), _) => task,
@@ -770,7 +771,8 @@ impl KernelCounters {
         })
     }
 
-    fn get(&self, name: &str) -> u64 {
+    /// A counter's growth over the recording (0 if the module has none).
+    pub fn get(&self, name: &str) -> u64 {
         self.delta.get(name).copied().unwrap_or(0)
     }
 
@@ -1090,8 +1092,10 @@ pub fn run_text(
         buf.clear();
     }
     let pending = RefCell::new(Vec::<u8>::with_capacity(1 << 16));
+    let tally = RefCell::new(SweepTally::default());
     let (stats, result, outcome) = stream_frames(recording, |f: Frame| {
         frames_seen.set(frames_seen.get() + 1);
+        tally.borrow_mut().add(&f, r.symbols);
         if streaming {
             let mut p = pending.borrow_mut();
             r.text_frame(&mut p, &f);
@@ -1110,6 +1114,7 @@ pub fn run_text(
     }
     let error = result.as_ref().err().map(|e| e.to_string());
     let tail = r.tail(recording, stats, outcome, error);
+    let sweep = SweepAnalysis::new(recording, tally.into_inner(), false);
     let out = out.into_inner();
     if streaming {
         let mut p = pending.into_inner();
@@ -1117,10 +1122,12 @@ pub fn run_text(
             writeln!(p, "  (none armed in this recording)")?;
         }
         summary_text(&mut p, &tail)?;
+        sweep_text(&mut p, &sweep, r)?;
         rest_text(&mut p, r, &tail)?;
         out.write_all(&p)?;
     } else {
         summary_text(&mut buf, &tail)?;
+        sweep_text(&mut buf, &sweep, r)?;
         writeln!(buf, "\nVictim frames")?;
         let listing = listing.into_inner();
         if listing.shown.is_empty() {
@@ -1145,6 +1152,15 @@ pub fn run_text(
         out.write_all(&buf)?;
     }
     Ok(result)
+}
+
+/// The sweep section, when the recording is one (a sweep's stored stats,
+/// or frames in many functions); nothing otherwise.
+fn sweep_text(o: &mut Vec<u8>, a: &SweepAnalysis, r: &Renderer<'_>) -> io::Result<()> {
+    if a.is_sweep() {
+        sweep::write_section(o, a, r.symbols)?;
+    }
+    Ok(())
 }
 
 /// A buffer in front of the output: serde_json writes many small pieces,
@@ -1279,13 +1295,17 @@ struct Victims<'v> {
     recording: &'v Recording,
     r: &'v Renderer<'v>,
     done: &'v RefCell<Option<StreamDone>>,
+    /// Frames per function, for the `sweep` member.
+    tally: &'v RefCell<SweepTally>,
 }
 
 impl Serialize for Victims<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut seq = s.serialize_seq(None)?;
         let mut failed: Option<S::Error> = None;
+        let mut tally = self.tally.borrow_mut();
         let (stats, result, outcome) = stream_frames(self.recording, |f: Frame| {
+            tally.add(&f, self.r.symbols);
             if failed.is_none() {
                 if let Err(e) = seq.serialize_element(&FrameJson { r: self.r, f: &f }) {
                     failed = Some(e);
@@ -1387,6 +1407,7 @@ pub fn run_json(
     r: &Renderer<'_>,
 ) -> io::Result<Result<(), crate::events::LoadError>> {
     let done = RefCell::new(None);
+    let tally = RefCell::new(SweepTally::default());
     let mut stream_result = Ok(());
     let mut spool = Spool::new(out);
     let mut ser = serde_json::Serializer::with_formatter(&mut spool, LineFormatter { depth: 0 });
@@ -1399,6 +1420,7 @@ pub fn run_json(
             recording,
             r,
             done: &done,
+            tally: &tally,
         },
     )?;
     let Some((stats, result, outcome)) = done.into_inner() else {
@@ -1441,6 +1463,13 @@ pub fn run_json(
                 "not_armed": c.not_armed().iter().map(|(n, _, v)| (*n, *v)).collect::<BTreeMap<_, _>>(),
             })
         }),
+    )?;
+    let sweep = SweepAnalysis::new(recording, tally.into_inner(), false);
+    m.serialize_entry(
+        "sweep",
+        &sweep
+            .is_sweep()
+            .then(|| sweep::section_json(&sweep, r.symbols)),
     )?;
     let writers: Vec<WriterJson<'_>> = tail.writers.iter().map(|w| WriterJson(r, w)).collect();
     m.serialize_entry("writers", &writers)?;
