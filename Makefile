@@ -7,7 +7,7 @@ SHELL := /bin/bash
 VM := tests/vm
 KSW_MODULES := --module kmod/kstackwatch/kstackwatch.ko --module kmod/kstackwatch_test/kstackwatch_test.ko
 
-.PHONY: help deps kernel kbuild-dir modules tools host-test fuzz objcheck dwarfcheck vm-test check demo bench clean
+.PHONY: help deps kernel kbuild-dir modules tools host-test fuzz objcheck dwarfcheck vm-test check demo bench stress clean
 
 help:
 	@echo "make deps        install toolchains (apt, bindgen, cargo-fuzz, virtme-ng); idempotent"
@@ -19,6 +19,7 @@ help:
 	@echo "make check       every test: host cargo tests, a short fuzz run, objcheck, the VM suite"
 	@echo "make objcheck    the x86 decoder and stack-layout analysis against objdump and ORC over vmlinux and the modules"
 	@echo "make dwarfcheck  ksw watch (DWARF) against the marker oracle and llvm-dwarfdump on the built module and vmlinux"
+	@echo "make stress      config storm, call storm, ksw record under load, in the VM on the debug kernel (KSW_STRESS_SCALE=full|short|F; KSW_KERNEL_VARIANT=base)"
 	@echo "make bench       the cost of watching, side by side (VM + host); builds a KASAN kernel too"
 
 deps:
@@ -70,6 +71,14 @@ demo: modules tools
 
 bench: modules
 	tests/bench/run
+
+# 10^5 config writes, 10^6 watched calls, 100 unloads while armed and 100
+# CPU hotplug cycles, ksw record under load: in the VM, on the debug kernel
+# unless KSW_KERNEL_VARIANT says otherwise. The modules are built into
+# target/stress/ (the tree's own are for the base kernel). The short form
+# runs in make check (tests/cases/stress-10-short.sh).
+stress: deps tools
+	KSW_KERNEL_VARIANT=$(or $(KSW_KERNEL_VARIANT),debug) tests/stress/run --scale $(or $(KSW_STRESS_SCALE),full)
 
 clean:
 	cargo clean
