@@ -40,14 +40,14 @@ const LISTED_FUNCTIONS: usize = 8;
 pub(crate) struct ActiveSpec {
     fprobe: Option<Fprobe>,
     funcs: Option<Shared<FuncIndex>>,
-    kprobes: KVec<Kprobes>,
-    watches: KVec<Shared<Watch>>,
+    kprobes: KVVec<Kprobes>,
+    watches: KVVec<Shared<Watch>>,
     index: u8,
     spec: Spec,
     /// The `fn=` value as written (a sweep's list), for the canonical form.
-    names: KVec<u8>,
+    names: KVVec<u8>,
     /// Functions of a sweep that cannot be watched, and why.
-    skipped: KVec<(FuncName, WatchError)>,
+    skipped: KVVec<(FuncName, WatchError)>,
 }
 
 /// The configuration, guarded by the module's mutex.
@@ -77,11 +77,11 @@ impl ConfigState {
 /// Unregisters the probes of `specs` (the kprobes of all of them in one
 /// batch: a sweep has thousands) and frees them.
 fn retire(specs: &mut [Option<ActiveSpec>]) {
-    let mut kprobes = KVec::new();
+    let mut kprobes = KVVec::new();
     for spec in specs.iter_mut().flatten() {
         drop(spec.fprobe.take());
         drop(spec.funcs.take());
-        for k in core::mem::take(&mut spec.kprobes) {
+        for k in core::mem::replace(&mut spec.kprobes, KVVec::new()) {
             // Out of memory for the batch, the failed push drops (and so
             // unregisters) that one on its own.
             let _ = kprobes.push(k, GFP_KERNEL);
@@ -159,10 +159,10 @@ fn prepare(
             .find(|w| w.function.start == start)
             .map(|w| &w.code[..])
     };
-    let mut planned: KVec<Shared<Watch>> = KVec::new();
-    let mut skipped: KVec<(FuncName, WatchError)> = KVec::new();
+    let mut planned: KVVec<Shared<Watch>> = KVVec::new();
+    let mut skipped: KVVec<(FuncName, WatchError)> = KVVec::new();
     // The parser validated every name.
-    let mut names: KVec<FuncName> = KVec::new();
+    let mut names: KVVec<FuncName> = KVVec::new();
     for raw in config.functions(index, input) {
         if let Ok(name) = FuncName::new(raw) {
             names.push(name, GFP_KERNEL).map_err(|_| no_memory())?;
@@ -197,8 +197,8 @@ fn prepare(
     // a function listed twice is watched once.
     sort::sort_by_key(&mut planned, |w| w.get().function.start);
 
-    let mut watches: KVec<Shared<Watch>> = KVec::new();
-    let mut kprobes: KVec<Kprobes> = KVec::new();
+    let mut watches: KVVec<Shared<Watch>> = KVVec::new();
+    let mut kprobes: KVVec<Kprobes> = KVVec::new();
     let mut last_start = None;
     for w in planned {
         if last_start == Some(w.get().function.start) {
@@ -250,8 +250,8 @@ fn prepare(
         });
     }
 
-    let refs: KVec<&Watch> = {
-        let mut v = KVec::with_capacity(watches.len(), GFP_KERNEL).map_err(|_| no_memory())?;
+    let refs: KVVec<&Watch> = {
+        let mut v = KVVec::with_capacity(watches.len(), GFP_KERNEL).map_err(|_| no_memory())?;
         for w in &watches {
             v.push(w.get(), GFP_KERNEL).map_err(|_| no_memory())?;
         }
@@ -269,7 +269,7 @@ fn prepare(
         };
         fail(err.errno(), ApplyProblem::Watch(err))
     })?;
-    let mut list = KVec::with_capacity(text.len(), GFP_KERNEL).map_err(|_| no_memory())?;
+    let mut list = KVVec::with_capacity(text.len(), GFP_KERNEL).map_err(|_| no_memory())?;
     list.extend_from_slice(text, GFP_KERNEL)
         .map_err(|_| no_memory())?;
     Ok(ActiveSpec {
@@ -304,8 +304,8 @@ fn apply(state: &mut ConfigState, config: &Config, input: &[u8]) -> Result<(), A
     // Everything that can fail about the new watches, first.
     let mut prepared: [Option<ActiveSpec>; MAX_SPECS] = [const { None }; MAX_SPECS];
     for index in 0..config.len() {
-        let names: KVec<u8> = {
-            let mut v = KVec::new();
+        let names: KVVec<u8> = {
+            let mut v = KVVec::new();
             for (i, name) in config.functions(index, input).enumerate() {
                 let ok = (i == 0 || v.push(b',', GFP_KERNEL).is_ok())
                     && v.extend_from_slice(name, GFP_KERNEL).is_ok();
@@ -514,7 +514,7 @@ fn describe_spec(out: &mut impl Write, spec: &ActiveSpec) -> fmt::Result {
         fprobe_missed
     )?;
     // The functions with hits first, then the most armed, then the rest.
-    let mut order: KVec<&Watch> = KVec::new();
+    let mut order: KVVec<&Watch> = KVVec::new();
     for w in spec.watches.iter().map(Shared::get) {
         if order.push(w, GFP_KERNEL).is_err() {
             break;

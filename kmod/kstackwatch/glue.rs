@@ -105,7 +105,7 @@ fn empty_symbol() -> ffi::Symbol {
 /// each): a result per name, in order; Err(errno) as the kernel gave it.
 pub(crate) fn lookup_functions<'a>(
     names: impl Iterator<Item = &'a FuncName> + Clone,
-) -> Result<KVec<Result<Function, c_int>>, kernel::alloc::AllocError> {
+) -> Result<KVVec<Result<Function, c_int>>, kernel::alloc::AllocError> {
     let mut text = KVVec::new();
     let mut n = 0usize;
     for name in names.clone() {
@@ -128,7 +128,7 @@ pub(crate) fn lookup_functions<'a>(
             errs.as_mut_ptr(),
         )
     };
-    let mut out = KVec::with_capacity(n, GFP_KERNEL)?;
+    let mut out = KVVec::with_capacity(n, GFP_KERNEL)?;
     for (sym, &err) in syms.iter().zip(errs.iter()) {
         out.push(
             if err == 0 {
@@ -281,8 +281,8 @@ impl Drop for Kprobes {
 }
 
 /// Unregisters and frees many functions' kprobes at once.
-pub(crate) fn destroy_kprobes(sets: KVec<Kprobes>) {
-    let Ok(mut raw) = KVec::<*mut ffi::RawKprobes>::with_capacity(sets.len(), GFP_KERNEL) else {
+pub(crate) fn destroy_kprobes(sets: KVVec<Kprobes>) {
+    let Ok(mut raw) = KVVec::<*mut ffi::RawKprobes>::with_capacity(sets.len(), GFP_KERNEL) else {
         // No memory for the batch: each drops (and unregisters) alone.
         return;
     };

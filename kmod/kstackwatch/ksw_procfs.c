@@ -18,9 +18,6 @@
 
 #include "ksw_glue.h"
 
-/* One write is one whole configuration. */
-#define KSW_CONFIG_MAX (PAGE_SIZE - 1)
-
 static struct proc_dir_entry *ksw_proc;
 static struct tracepoint *ksw_tp_exit;
 
@@ -47,16 +44,22 @@ static ssize_t ksw_proc_write(struct file *file, const char __user *ubuf,
 	char *buf;
 	ssize_t ret;
 
-	if (count > KSW_CONFIG_MAX) {
-		pr_err("config rejected: %zu bytes, at most %lu in one write\n",
-		       count, KSW_CONFIG_MAX);
+	/* One write is one whole configuration (a sweep can list thousands). */
+	if (count > KSW_MAX_CONFIG_WRITE) {
+		pr_err("config rejected: %zu bytes, at most %d in one write\n",
+		       count, KSW_MAX_CONFIG_WRITE);
 		return -EFBIG;
 	}
-	buf = memdup_user_nul(ubuf, count);
-	if (IS_ERR(buf))
-		return PTR_ERR(buf);
+	buf = kvmalloc(count + 1, GFP_KERNEL);
+	if (!buf)
+		return -ENOMEM;
+	if (copy_from_user(buf, ubuf, count)) {
+		kvfree(buf);
+		return -EFAULT;
+	}
+	buf[count] = '\0';
 	ret = ksw_rs_config_write(config, buf, count);
-	kfree(buf);
+	kvfree(buf);
 	return ret;
 }
 

@@ -107,8 +107,8 @@ impl Watch {
 /// A spec's functions by start address, for the fprobe hooks, which get
 /// the entry ip. It points at the spec's watches, which outlive it.
 pub(crate) struct FuncIndex {
-    starts: KVec<usize>,
-    watches: KVec<*const Watch>,
+    starts: KVVec<usize>,
+    watches: KVVec<*const Watch>,
 }
 
 // SAFETY: the pointers are to watches that are never mutated (atomics
@@ -121,8 +121,8 @@ unsafe impl Send for FuncIndex {}
 impl FuncIndex {
     /// `watches` must be sorted by start address.
     pub(crate) fn new(watches: &[&Watch]) -> Result<FuncIndex, kernel::alloc::AllocError> {
-        let mut starts = KVec::with_capacity(watches.len(), GFP_KERNEL)?;
-        let mut ptrs = KVec::with_capacity(watches.len(), GFP_KERNEL)?;
+        let mut starts = KVVec::with_capacity(watches.len(), GFP_KERNEL)?;
+        let mut ptrs = KVVec::with_capacity(watches.len(), GFP_KERNEL)?;
         for w in watches {
             starts.push(w.function.start, GFP_KERNEL)?;
             ptrs.push(*w as *const Watch, GFP_KERNEL)?;

@@ -71,6 +71,74 @@ emit syscall_watch_canary "$($loop 100 200)"
 emit syscall_watch_counters "$(json "x $(grep '^# counters:' /proc/kstackwatch | sed 's/^# counters: //')")"
 ksw_config ""
 
+# 5. Sweeps: the victim unknown, every canary of a set watched, 1 call in 16.
+# 5a. Reproductions until caught: the test module's 24 look-alikes, one of
+#     them (chosen per trial) overflowing its canary once per reproduction
+#     (`sweep 1`: call chains of depth 1..6, the victim at a random depth).
+sweep_list=$(seq -s, -f 'ksw_test_sweep_%g' 0 23)
+repros=()
+for trial in $(seq "${KSW_BENCH_SWEEP_TRIALS:-30}"); do
+	ksw_config "fn=$sweep_list ac=1 sa=16"
+	snap=$(counters)
+	victim=$((RANDOM % 24))
+	n=0
+	while [ "$(since hits "$snap")" = 0 ] && [ $n -lt 1000 ]; do
+		scenario "sweep 1 $victim" >/dev/null
+		n=$((n + 1))
+	done
+	[ "$(since hits "$snap")" != 0 ] || fail "sweep trial $trial: victim ksw_test_sweep_$victim not caught in $n reproductions"
+	repros+=("$n")
+	ksw_config ""
+done
+emit sweep_reproductions "{\"sample\": 16, \"functions\": 24, \"runs\": [$(IFS=,; echo "${repros[*]}")]}"
+
+# 5b. The open/close loop under a sweep of fs/namei.c (its functions from
+#     the built object, on the host; those without a canary are skipped).
+sweep_config() { # sweep_config FILE SPEC_SUFFIX: one write, its time in ns
+	python3 - "$1" "$2" <<'PY'
+import os, sys, time
+names = ",".join(l.strip() for l in open(sys.argv[1]) if l.strip())
+data = f"fn={names} {sys.argv[2]}".encode()
+fd = os.open("/proc/kstackwatch", os.O_WRONLY)
+t0 = time.perf_counter_ns()
+os.write(fd, data)
+t1 = time.perf_counter_ns()
+os.close(fd)
+print(t1 - t0, len(data))
+PY
+}
+sweep_summary() { grep -oE 'sweep of [0-9]+ function\(s\): [0-9]+ watched, [0-9]+ skipped' /proc/kstackwatch | head -1; }
+sweep_counts() { # "watched": W, "skipped": S
+	sweep_summary | sed -E 's/sweep of ([0-9]+) function\(s\): ([0-9]+) watched, ([0-9]+) skipped/"listed": \1, "watched": \2, "skipped": \3/'
+}
+read -r _ _ < <(sweep_config "$OUT/namei.list" "ac=1 sa=16")
+namei_counts=$(sweep_counts)
+emit syscall_sweep_namei "$($loop 100 200)"
+emit syscall_sweep_namei_spec "{$namei_counts, \"armed\": $(grep -oE 'sweep of .*armed=[0-9]+' /proc/kstackwatch | head -1 | grep -oE '[0-9]+$')}"
+ksw_config ""
+# The probes alone (almost nothing armed): what the sweep costs a call it
+# does not arm.
+read -r _ _ < <(sweep_config "$OUT/namei.list" "ac=1 sa=1000000")
+emit syscall_sweep_namei_probes_only "$($loop 100 200)"
+ksw_config ""
+emit syscall_no_watch_after_sweep "$($loop 100 200)"
+
+# 5c. Configuration time: the first 100 and 1000 functions of the kernel
+#     image that ftrace lists, as one sweep write; and the write that ends it.
+for count in 100 1000; do
+	# (sed, not head: head would end the pipeline early, a SIGPIPE.)
+	grep -v '\[' /sys/kernel/tracing/available_filter_functions | awk '{print $1}' | sort -u | sed -n "1,${count}p" >/tmp/sweep-$count.list
+	for trial in 1 2 3; do
+		# Sampled sparsely: this measures configuring, not arming.
+		read -r ns bytes < <(sweep_config /tmp/sweep-$count.list "ac=1 sa=1000000")
+		counts=$(sweep_counts)
+		t0=$(date +%s%N)
+		ksw_config ""
+		t1=$(date +%s%N)
+		emit sweep_config_${count}_t$trial "{\"write_ns\": $ns, \"bytes\": $bytes, $counts, \"clear_ns\": $((t1 - t0))}"
+	done
+done
+
 # 4. Recorders: the highest hit rate recorded with nothing lost. Hits are
 #    perf breakpoint samples: lift perf's per-tick throttle so the recorders,
 #    not the throttle, are what is measured. The rate first: the kernel

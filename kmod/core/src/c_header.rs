@@ -10,7 +10,7 @@
 use core::fmt::{self, Write};
 
 use super::abi::{CALL_DATA, SYM_LEN};
-use super::config::{MAX_FUNC_NAME, MAX_SPECS};
+use super::config::{MAX_CONFIG_WRITE, MAX_FUNC_NAME, MAX_SPECS};
 use super::events::{
     flags, ArmRecord, DisarmReason, DisarmRecord, ExitState, FieldDesc, FieldKind, HitRecord,
     WriterContext, COMM_LEN,
@@ -130,6 +130,7 @@ pub fn write(out: &mut impl Write) -> fmt::Result {
     writeln!(out, "#define KSW_MAX_SLOTS {MAX_SLOTS}")?;
     writeln!(out, "#define KSW_MAX_SPECS {MAX_SPECS}")?;
     writeln!(out, "#define KSW_MAX_FUNC_NAME {MAX_FUNC_NAME}")?;
+    writeln!(out, "#define KSW_MAX_CONFIG_WRITE {MAX_CONFIG_WRITE}")?;
     writeln!(out, "#define KSW_COMM_LEN {COMM_LEN}")?;
     writeln!(out, "#define KSW_SYM_LEN {SYM_LEN}")?;
     writeln!(out, "#define KSW_CALL_DATA {CALL_DATA}")?;

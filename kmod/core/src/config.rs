@@ -25,6 +25,10 @@ pub const MAX_FUNC_NAME: usize = 127;
 pub const MAX_DEPTH: u16 = 1024;
 /// Most functions one spec (a sweep) can name.
 pub const MAX_FUNCS: u32 = 4096;
+/// Most bytes one write to /proc/kstackwatch (one whole configuration)
+/// may carry: room for a sweep of [`MAX_FUNCS`] typical kernel names
+/// (about 30 bytes each). The module copies a write with kvmalloc.
+pub const MAX_CONFIG_WRITE: usize = 256 * 1024 - 1;
 /// Largest `sample` and `rate`.
 pub const MAX_SAMPLE: u64 = 1_000_000;
 

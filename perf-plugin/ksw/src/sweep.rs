@@ -492,12 +492,10 @@ pub fn spec_line(names: &[String], o: &SpecOptions) -> String {
     line
 }
 
-/// The most bytes one write to /proc/kstackwatch takes (a page less the
-/// terminating NUL the module adds).
+/// The most bytes one write to /proc/kstackwatch takes (the module's
+/// limit, shared through ksw-core).
 pub fn write_limit() -> usize {
-    // SAFETY: sysconf has no preconditions.
-    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    usize::try_from(page).unwrap_or(4096).max(4096) - 1
+    ksw_core::config::MAX_CONFIG_WRITE
 }
 
 /// Checks the spec against the module's limits before writing it, so
@@ -1691,7 +1689,7 @@ __ftrace_invalid_address___84
             e.contains("more than 4096 (the module's limit for one spec): narrow"),
             "{e}"
         );
-        // Bytes: one write of a page.
+        // Bytes: the limit of one write (a small one here).
         let many: Vec<String> = (0..400).map(|i| format!("some_function_{i}")).collect();
         let long = spec_line(&many, &default);
         let e = check_spec(&long, 400, 4096, 4095).unwrap_err();

@@ -16,8 +16,8 @@ use ksw_core::config::{Config, Key, Limits, Spec, WatchTarget, MAX_FUNC_NAME, MA
 use crate::facts::{self, Facts, Pred, Resolved};
 use crate::rng::Rng;
 
-/// Most bytes one write may carry (`ksw_procfs.c`: a page minus one).
-pub const MAX_WRITE: usize = 4095;
+/// Most bytes one write may carry (the module's limit, from ksw-core).
+pub const MAX_WRITE: usize = ksw_core::config::MAX_CONFIG_WRITE;
 
 /// What the kernel log must never show: the VM runner fails a run whose
 /// console matches any of these (its `$splat`), and rejected input is
@@ -776,7 +776,7 @@ impl<'a> Ctx<'a> {
         let len = match rng.below(4) {
             0 => MAX_WRITE + 1,
             1 => MAX_WRITE + 1 + rng.below(8192),
-            2 => 65536 + rng.below(65536),
+            2 => 2 * (MAX_WRITE + 1) + rng.below(65536),
             _ => MAX_WRITE - rng.below(2),
         };
         let filler = *rng.pick(b" \n#x");
