@@ -185,13 +185,23 @@ pub struct CheckConfigArgs {
     pub file: Option<PathBuf>,
 }
 
+/// `ksw record`, with its `--watch` specs applied around it.
+fn record_watched(args: &RecordArgs) -> Result<u8, String> {
+    // Before --watch configures anything: see catch_stop_signals.
+    record::catch_stop_signals();
+    ksw_dwarf::cli::with_watches(&args.watch, || {
+        if record::stop_requested() && !args.watch.is_empty() {
+            return Err("interrupted before recording started".to_string());
+        }
+        record::run(args).map_err(|e| e.to_string())
+    })
+}
+
 /// Runs a parsed command line; errors become one line on stderr.
 pub fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
         // The recorded command's exit status is ksw record's.
-        Command::Record(args) => match ksw_dwarf::cli::with_watches(&args.watch, || {
-            record::run(&args).map_err(|e| e.to_string())
-        }) {
+        Command::Record(args) => match record_watched(&args) {
             Ok(status) => return ExitCode::from(status),
             Err(e) => Err(e),
         },

@@ -102,6 +102,23 @@ extern "C" fn on_signal(_: libc::c_int) {
     STOP.store(true, Ordering::SeqCst);
 }
 
+/// From here on SIGINT and SIGTERM only ask the recording to stop (it
+/// then stops at once). Called before anything is written to
+/// /proc/kstackwatch, so that a Ctrl-C between configuring and recording
+/// still lets the previous configuration be restored.
+pub fn catch_stop_signals() {
+    // SAFETY: installing async-signal-safe handlers that only store a flag.
+    unsafe {
+        libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
+        libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
+    }
+}
+
+/// Whether SIGINT or SIGTERM arrived since [`catch_stop_signals`].
+pub fn stop_requested() -> bool {
+    STOP.load(Ordering::SeqCst)
+}
+
 /// Finds the tracefs mount.
 pub fn tracefs() -> Result<PathBuf, RecordError> {
     for p in ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"] {
@@ -811,11 +828,7 @@ pub fn run(args: &RecordArgs) -> Result<u8, RecordError> {
         None
     };
 
-    // SAFETY: installing async-signal-safe handlers that only store a flag.
-    unsafe {
-        libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
-        libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
-    }
+    catch_stop_signals();
     let counters_start = module_counters();
     for (_, fd) in &fds {
         // SAFETY: ENABLE takes no pointer.

@@ -1438,6 +1438,7 @@ pub fn run(args: &SweepArgs) -> Result<u8, String> {
         println!("{line}");
         return Ok(0);
     }
+    record::catch_stop_signals();
     let before = proc_config::current_specs()?;
     apply_sweep(&line, &before)?;
     let now = std::fs::read_to_string(PROC).unwrap_or_default();
@@ -1452,7 +1453,11 @@ pub fn run(args: &SweepArgs) -> Result<u8, String> {
             before.len()
         );
     }
-    let recorded = record::run(&record_args(args)).map_err(|e| e.to_string());
+    let recorded = if record::stop_requested() {
+        Err("interrupted before recording started".to_string())
+    } else {
+        record::run(&record_args(args)).map_err(|e| e.to_string())
+    };
     // Restored whatever happened, as `ksw record --watch` does.
     let restored = proc_config::write_config(&before)
         .map_err(|e| format!("restoring the previous configuration: {e}"));
