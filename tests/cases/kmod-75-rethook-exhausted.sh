@@ -4,7 +4,7 @@
 run_in_guest "$0" "$@"
 . tests/lib/guest.sh
 rmmod kstackwatch
-insmod kmod/kstackwatch/kstackwatch.ko rethook_nodes=2 || fail "insmod rethook_nodes=2"
+insmod "$KSW_GUEST_KO" rethook_nodes=2 || fail "insmod rethook_nodes=2"
 trace_start
 ksw_config "$(watch_local ksw_test_victim)"
 out=$(scenario "clean 4")

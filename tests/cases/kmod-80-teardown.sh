@@ -36,7 +36,7 @@ expect_match "$(dmesg | tail -3)" 'kstackwatch: teardown: disarmed 1 armed frame
 wait
 ok "the held frame returned after the module left"
 
-insmod kmod/kstackwatch/kstackwatch.ko || fail "reload"
+insmod "$KSW_GUEST_KO" || fail "reload"
 trace_start
 ksw_config "$(watch_local ksw_test_direct_victim)"
 scenario direct >/dev/null

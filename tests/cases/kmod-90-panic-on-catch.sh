@@ -9,7 +9,7 @@ scenario direct
 echo "still alive after the hit"
 GUEST
 set +e
-err=$("$VM" --append ftrace_dump_on_oops --module "$KSW_KO" --module "$KSW_TEST_KO" -- bash /tmp/ksw-ph-guest.sh 2>&1 >/tmp/ksw-ph-out)
+err=$("$VM" --append ftrace_dump_on_oops --module "$KSW_KO" --module "$KSW_TEST_KO" -- env KSW_KMOD="$KSW_KMOD" bash /tmp/ksw-ph-guest.sh 2>&1 >/tmp/ksw-ph-out)
 status=$?
 set -e
 expect_eq "$status" 125 "runner exit status"

@@ -4,8 +4,13 @@ set -euo pipefail
 
 KSW_ROOT=$(pwd)
 VM=$KSW_ROOT/tests/vm/run
-KSW_KO=$KSW_ROOT/kmod/kstackwatch/kstackwatch.ko
-KSW_TEST_KO=$KSW_ROOT/kmod/kstackwatch_test/kstackwatch_test.ko
+# KSW_KMOD: where the modules are, relative to the root: kmod (built for
+# the base kernel by make modules) unless a run on another kernel gives
+# modules built for it, e.g. KSW_KERNEL_VARIANT=debug
+# KSW_KMOD=target/stress/kmod-debug (tests/stress/run builds those).
+KSW_KMOD=${KSW_KMOD:-kmod}
+KSW_KO=$KSW_ROOT/$KSW_KMOD/kstackwatch/kstackwatch.ko
+KSW_TEST_KO=$KSW_ROOT/$KSW_KMOD/kstackwatch_test/kstackwatch_test.ko
 BENCH_MODULES=$KSW_ROOT/tests/vm/modules
 
 note() { printf '[case] %s\n' "$*"; }
@@ -34,5 +39,5 @@ run_in_guest() {
 		esac
 	done
 	[ "${2:-}" = guest ] && return 0
-	exec "$VM" "${vm_args[@]}" --module "$KSW_KO" --module "$KSW_TEST_KO" -- bash "$1" guest
+	exec "$VM" "${vm_args[@]}" --module "$KSW_KO" --module "$KSW_TEST_KO" -- env KSW_KMOD="$KSW_KMOD" bash "$1" guest
 }

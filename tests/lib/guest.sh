@@ -3,7 +3,9 @@
 # shellcheck shell=bash
 set -euo pipefail
 T=/sys/kernel/tracing
-TEST_KO=kmod/kstackwatch_test/kstackwatch_test.ko
+# The modules loaded (tests/lib/common.sh: KSW_KMOD).
+TEST_KO=${KSW_KMOD:-kmod}/kstackwatch_test/kstackwatch_test.ko
+KSW_GUEST_KO=${KSW_KMOD:-kmod}/kstackwatch/kstackwatch.ko
 
 # Scenario durations that must outlast the guest's own work around them
 # (config writes, CPU hotplug) scale with the kernel: the debug kernel
