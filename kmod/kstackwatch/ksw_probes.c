@@ -213,20 +213,33 @@ unsigned long ksw_kprobe_origin(const struct kprobe *kp, unsigned long ip)
 NOKPROBE_SYMBOL(ksw_kprobe_origin);
 
 /*
+ * Whether the probe point holds the kprobe's int3, read from the text: the
+ * kprobe's OPTIMIZED flag is set as soon as the optimizer *queues* the
+ * probe, while hits still come through int3 until the jump is written,
+ * which can take seconds (an RCU-tasks grace period); and it stays set
+ * while an unoptimization is queued and the jump is still there.
+ */
+static bool ksw_int3_at(const struct kprobe *kp)
+{
+	u8 opcode;
+
+	return !get_kernel_nofault(opcode, (u8 *)kp->addr) &&
+	       opcode == INT3_INSN_OPCODE;
+}
+NOKPROBE_SYMBOL(ksw_int3_at);
+
+/*
  * Whether the probed code runs in an NMI: an int3 probe's own entry counts
  * as one NMI level; a probe on the ftrace site at the function entry, or a
- * jump-optimized one, adds none. (While the kernel switches a probe between
- * int3 and jump, a hit may be taken for an NMI one: it is counted as
- * nmi_context, not armed.)
+ * jump-optimized one, adds none. While text_poke_bp() rewrites the probe
+ * point, int3 is there but emulates the jump (no NMI level added): a real
+ * NMI then looks like none, for those few instructions' time.
  */
 static bool ksw_probed_in_nmi(struct kprobe *kp)
 {
 	unsigned int levels = (preempt_count() & NMI_MASK) >> NMI_SHIFT;
-	bool no_int3 = kprobe_ftrace(kp);
+	bool no_int3 = kprobe_ftrace(kp) || !ksw_int3_at(kp);
 
-#ifdef CONFIG_OPTPROBES
-	no_int3 = no_int3 || ksw_optimized(kp);
-#endif
 	return levels > (no_int3 ? 0 : 1);
 }
 NOKPROBE_SYMBOL(ksw_probed_in_nmi);
@@ -461,8 +474,9 @@ bool ksw_kprobes_optimized(struct ksw_kprobes *p)
 #ifdef CONFIG_OPTPROBES
 	bool optimized;
 
+	/* Optimized, and the jump written (not merely queued). */
 	rcu_read_lock();
-	optimized = ksw_optimized(&p->arm);
+	optimized = ksw_optimized(&p->arm) && !ksw_int3_at(&p->arm);
 	rcu_read_unlock();
 	return optimized;
 #else

@@ -23,7 +23,13 @@ for a, b, c in zip(lines, lines[1:], lines[2:]):
         print(store(a)[0], store(b)[1], c.split("\t")[0])
         break
 PY
-)
+) || true
+if [ -z "$after" ] && grep -q ' kasan_report$' /proc/kallsyms; then
+	# KASAN builds clear the buffer with a memset call and check each
+	# access: the victim's shape (two stores in a row) does not exist there.
+	echo "skip: a KASAN build has no two consecutive stores to the frame in ksw_test_victim"
+	exit 0
+fi
 [ -n "$after" ] || fail "no two consecutive stores to the frame in ksw_test_victim"
 ok "ksw_test_victim: store at +$fo, the next one writes sp+$so and ends at +$after"
 
@@ -45,8 +51,20 @@ expect_match "$(spec_line)" "arms at \+$fo \[pre-handler probe\]" "armed from a 
 scenario "clean 1" >/dev/null
 check_hit "single-step slot"
 
-# The detour buffer: the optimizer runs a few jiffies after it is allowed.
+# Queued for optimization: the kernel marks the probe optimized at once
+# but writes the jump only after a delay and an RCU-tasks grace period;
+# hits meanwhile come through int3 and must arm (they were once all taken
+# for NMI hits and dropped).
 echo 1 >$opt
+ksw_config ""
+snap=$(counters)
+trace_start
+ksw_config "fn=ksw_test_victim fo=$fo so=$so wl=8"
+scenario "clean 1" >/dev/null
+check_hit "queued for optimization"
+expect "$(since nmi_context "$snap")" 0 "no hit taken for an NMI one"
+
+# The detour buffer: the optimizer runs a few jiffies after it is allowed.
 for _ in $(seq 50); do
 	spec_line | grep -q '\[optimized probe\]' && break
 	sleep 0.1
