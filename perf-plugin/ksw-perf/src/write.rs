@@ -95,6 +95,32 @@ impl Default for WriterConfig {
     }
 }
 
+impl WriterConfig {
+    /// A configuration describing the same events, tracing data and host
+    /// as `file`, the rest default: for writing records derived from it.
+    pub fn from_recording(file: &crate::read::PerfFile) -> WriterConfig {
+        let features = file.features();
+        WriterConfig {
+            events: file
+                .attrs()
+                .iter()
+                .map(|a| EventSpec {
+                    attr: a.attr.clone(),
+                    name: a.name.clone().unwrap_or_default(),
+                    ids: a.ids.clone(),
+                })
+                .collect(),
+            tracing_data: file
+                .feature_section(feature::TRACING_DATA)
+                .map(<[u8]>::to_vec)
+                .unwrap_or_default(),
+            hostname: features.hostname.clone().unwrap_or_default(),
+            os_release: features.os_release.clone().unwrap_or_default(),
+            ..WriterConfig::default()
+        }
+    }
+}
+
 /// Size of the record whose `perf_event_header` starts at `at` in `bytes`,
 /// checked to be a whole record inside `bytes`.
 fn record_size_at(bytes: &[u8], at: usize) -> io::Result<usize> {

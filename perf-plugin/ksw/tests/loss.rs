@@ -6,49 +6,16 @@
 
 use std::fs::File;
 use std::io::BufWriter;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
 
-use ksw_perf::abi::{feature, record_type};
-use ksw_perf::{EventSpec, PerfFile, Sample, Writer, WriterConfig};
+mod common;
+use common::{fixture, ksw, report_with, scratch};
 
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../fixtures")
-        .join(name)
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("ksw-loss-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-fn ksw(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ksw"))
-        .args(args)
-        .output()
-        .expect("run ksw")
-}
+use ksw_perf::abi::record_type;
+use ksw_perf::{PerfFile, Sample, Writer, WriterConfig};
 
 fn report(input: &Path, kallsyms: &str, extra: &[&str]) -> String {
-    let k = fixture(kallsyms);
-    let mut args = vec![
-        "report",
-        "-i",
-        input.to_str().unwrap(),
-        "--kallsyms",
-        k.to_str().unwrap(),
-    ];
-    args.extend_from_slice(extra);
-    let out = ksw(&args);
-    assert!(
-        out.status.success(),
-        "ksw report failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+    report_with(input, &fixture(kallsyms), extra)
 }
 
 fn json(input: &Path, kallsyms: &str) -> serde_json::Value {
@@ -64,26 +31,7 @@ fn event(s: &Sample<'_>) -> String {
 /// shifted and watch ids renumbered (copy k adds k * 1000 to ids).
 fn derive(input: &str, output: &Path, copies: u64, edit: impl Fn(u64, &Sample<'_>) -> bool) {
     let file = PerfFile::open(fixture(input)).unwrap();
-    let events: Vec<EventSpec> = file
-        .attrs()
-        .iter()
-        .map(|a| EventSpec {
-            attr: a.attr.clone(),
-            name: a.name.clone().unwrap_or_default(),
-            ids: a.ids.clone(),
-        })
-        .collect();
-    let features = file.features();
-    let config = WriterConfig {
-        events,
-        tracing_data: file
-            .feature_section(feature::TRACING_DATA)
-            .map(<[u8]>::to_vec)
-            .unwrap_or_default(),
-        hostname: features.hostname.clone().unwrap_or_default(),
-        os_release: features.os_release.clone().unwrap_or_default(),
-        ..WriterConfig::default()
-    };
+    let config = WriterConfig::from_recording(&file);
     let mut w = Writer::create(BufWriter::new(File::create(output).unwrap()), config).unwrap();
     // Non-sample records first (maps, names), once.
     for raw in file.raw_records() {

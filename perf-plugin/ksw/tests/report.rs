@@ -1,47 +1,13 @@
 //! `ksw report` on recordings of the real module (perf-plugin/fixtures,
 //! captured in the VM by fixtures/capture.sh), run as the built binary.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../fixtures")
-        .join(name)
-}
-
-fn ksw(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ksw"))
-        .args(args)
-        .output()
-        .expect("run ksw")
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("ksw-test-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
+mod common;
+use common::{fixture, ksw, report_with, scratch};
 
 fn report(input: &str, extra: &[&str]) -> String {
-    let kallsyms = fixture("kallsyms.txt");
-    let input = fixture(input);
-    let mut args = vec![
-        "report",
-        "-i",
-        input.to_str().unwrap(),
-        "--kallsyms",
-        kallsyms.to_str().unwrap(),
-    ];
-    args.extend_from_slice(extra);
-    let out = ksw(&args);
-    assert!(
-        out.status.success(),
-        "ksw report failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+    report_with(&fixture(input), &fixture("kallsyms.txt"), extra)
 }
 
 fn json(input: &str, extra: &[&str]) -> serde_json::Value {

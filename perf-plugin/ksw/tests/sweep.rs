@@ -8,31 +8,20 @@
 use std::fs::File;
 use std::io::BufWriter;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+
+mod common;
+use common::{fixture, ksw, report_with, scratch};
 
 use ksw::sweep::SweepAnalysis;
 use ksw::symbols::{Source, Symbols};
-use ksw_perf::abi::{feature, record_type};
-use ksw_perf::{EventSpec, PerfFile, Sample, Writer, WriterConfig};
+use ksw_perf::abi::record_type;
+use ksw_perf::{PerfFile, Sample, Writer, WriterConfig};
 
 /// Where the fake sweep functions start (past the fixture's module text).
 const SWEEP_BASE: u64 = 0xffff_ffff_a004_8000;
 const FUNCTIONS: u64 = 6;
 /// The arm's probe point in each (the fixture's is +0x28).
 const PROBE: u64 = 0x28;
-
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../fixtures")
-        .join(name)
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("ksw-sweep-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
 
 fn function_addr(n: u64) -> u64 {
     SWEEP_BASE + n * 0x100
@@ -77,30 +66,13 @@ fn proc_text() -> String {
 /// k % FUNCTIONS; only copies in function `victim` keep their hits.
 fn synthesize(output: &Path, copies: u64, victim: Option<u64>) {
     let file = PerfFile::open(fixture("ctx-canary.perf.data")).unwrap();
-    let events: Vec<EventSpec> = file
-        .attrs()
-        .iter()
-        .map(|a| EventSpec {
-            attr: a.attr.clone(),
-            name: a.name.clone().unwrap_or_default(),
-            ids: a.ids.clone(),
-        })
-        .collect();
-    let features = file.features();
     let config = WriterConfig {
-        events,
-        tracing_data: file
-            .feature_section(feature::TRACING_DATA)
-            .map(<[u8]>::to_vec)
-            .unwrap_or_default(),
-        hostname: features.hostname.clone().unwrap_or_default(),
-        os_release: features.os_release.clone().unwrap_or_default(),
         ksw_counters: Some(ksw::record::feature_text(
             "arms=0 disarms=0 hits=0 not_sampled=0",
             "arms=12 disarms=12 hits=4 not_sampled=180",
             &proc_text(),
         )),
-        ..WriterConfig::default()
+        ..WriterConfig::from_recording(&file)
     };
     let mut w = Writer::create(BufWriter::new(File::create(output).unwrap()), config).unwrap();
     for raw in file.raw_records() {
@@ -143,31 +115,6 @@ fn synthesize(output: &Path, copies: u64, victim: Option<u64>) {
     w.finish().unwrap();
 }
 
-fn ksw(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ksw"))
-        .args(args)
-        .output()
-        .expect("run ksw")
-}
-
-fn report(input: &Path, kallsyms: &Path, extra: &[&str]) -> String {
-    let mut args = vec![
-        "report",
-        "-i",
-        input.to_str().unwrap(),
-        "--kallsyms",
-        kallsyms.to_str().unwrap(),
-    ];
-    args.extend_from_slice(extra);
-    let out = ksw(&args);
-    assert!(
-        out.status.success(),
-        "ksw report: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
 fn analysis(input: &Path, kallsyms: &str) -> (SweepAnalysis, Symbols) {
     let recording = ksw::events::open(input).unwrap();
     let symbols = Symbols::from_text(kallsyms, Source::None);
@@ -199,7 +146,7 @@ fn the_verdict_names_the_victim_function_and_its_writer() {
     assert_eq!(verdict.len(), 3);
 
     // The report: its usual text, and the sweep section after the summary.
-    let text = report(&data, &kpath, &[]);
+    let text = report_with(&data, &kpath, &[]);
     assert!(
         text.contains("\n4 corruptions of 2 victims by 1 writer\n"),
         "{text}"
@@ -227,7 +174,7 @@ fn the_verdict_names_the_victim_function_and_its_writer() {
     );
 
     let json: serde_json::Value =
-        serde_json::from_str(&report(&data, &kpath, &["--format", "json"])).unwrap();
+        serde_json::from_str(&report_with(&data, &kpath, &["--format", "json"])).unwrap();
     let s = &json["sweep"];
     assert_eq!(s["victims"][0]["function"], "ksw_test_sweep_3");
     assert_eq!(s["victims"][0]["writes"], 4);
@@ -269,10 +216,10 @@ fn recordings_of_one_function_keep_their_report() {
     // No sweep stats, one function: no sweep section, no `sweep` member.
     let k = fixture("ctx-kallsyms.txt");
     let input = fixture("ctx-canary.perf.data");
-    let text = report(&input, &k, &[]);
+    let text = report_with(&input, &k, &[]);
     assert!(!text.contains("\nSweep: "), "{text}");
     let json: serde_json::Value =
-        serde_json::from_str(&report(&input, &k, &["--format", "json"])).unwrap();
+        serde_json::from_str(&report_with(&input, &k, &["--format", "json"])).unwrap();
     assert_eq!(json["sweep"], serde_json::Value::Null);
 }
 

@@ -7,7 +7,7 @@
 use std::fs::File;
 use std::io::BufWriter;
 
-use ksw_perf::{EventSpec, PerfFile, Writer, WriterConfig};
+use ksw_perf::{PerfFile, Writer, WriterConfig};
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -29,29 +29,12 @@ fn main() {
         .max()
         .unwrap_or(0)
         + 1;
-    let events: Vec<EventSpec> = file
-        .attrs()
-        .iter()
-        .map(|a| EventSpec {
-            attr: a.attr.clone(),
-            name: a.name.clone().unwrap_or_default(),
-            ids: a.ids.clone(),
-        })
-        .collect();
-    let features = file.features();
     let config = WriterConfig {
-        events,
-        tracing_data: file
-            .feature_section(ksw_perf::abi::feature::TRACING_DATA)
-            .map(<[u8]>::to_vec)
-            .unwrap_or_default(),
-        hostname: features.hostname.clone().unwrap_or_default(),
-        os_release: features.os_release.clone().unwrap_or_default(),
         nr_cpus_online: 2,
         nr_cpus_avail: 2,
         cmdline: vec!["big-recording".into()],
         clock_res_ns: Some(1),
-        ..WriterConfig::default()
+        ..WriterConfig::from_recording(&file)
     };
     let out = File::create(output).unwrap_or_else(|e| panic!("{output}: {e}"));
     let mut writer = Writer::create(BufWriter::new(out), config).expect("writer");
