@@ -238,9 +238,14 @@ NOKPROBE_SYMBOL(ksw_int3_at);
 static bool ksw_probed_in_nmi(struct kprobe *kp)
 {
 	unsigned int levels = (preempt_count() & NMI_MASK) >> NMI_SHIFT;
-	bool no_int3 = kprobe_ftrace(kp) || !ksw_int3_at(kp);
 
-	return levels > (no_int3 ? 0 : 1);
+	/*
+	 * None: not in an NMI. Two or more: in one, whatever the probe. One:
+	 * an NMI only if the probe itself added no level (no int3).
+	 */
+	if (levels != 1)
+		return levels > 1;
+	return kprobe_ftrace(kp) || !ksw_int3_at(kp);
 }
 NOKPROBE_SYMBOL(ksw_probed_in_nmi);
 

@@ -41,7 +41,7 @@ static ssize_t ksw_proc_write(struct file *file, const char __user *ubuf,
 			      size_t count, loff_t *ppos)
 {
 	const void *config = pde_data(file_inode(file));
-	char *buf;
+	void *buf;
 	ssize_t ret;
 
 	/* One write is one whole configuration (a sweep can list thousands). */
@@ -50,14 +50,10 @@ static ssize_t ksw_proc_write(struct file *file, const char __user *ubuf,
 		       count, KSW_MAX_CONFIG_WRITE);
 		return -EFBIG;
 	}
-	buf = kvmalloc(count + 1, GFP_KERNEL);
-	if (!buf)
-		return -ENOMEM;
-	if (copy_from_user(buf, ubuf, count)) {
-		kvfree(buf);
-		return -EFAULT;
-	}
-	buf[count] = '\0';
+	/* Rust takes (buf, count): no terminating NUL needed. */
+	buf = vmemdup_user(ubuf, count);
+	if (IS_ERR(buf))
+		return PTR_ERR(buf);
 	ret = ksw_rs_config_write(config, buf, count);
 	kvfree(buf);
 	return ret;
