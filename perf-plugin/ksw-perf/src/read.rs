@@ -45,8 +45,8 @@
 //! (`perf record -z`). A file whose header says `data.size == 0` (perf
 //! record did not finish) is read up to its end, without feature sections.
 
+use rustc_hash::FxHashMap;
 use std::borrow::Cow;
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use thiserror::Error;
@@ -521,7 +521,7 @@ pub type Source = Box<dyn AsRef<[u8]> + Send + Sync>;
 pub struct PerfFile {
     bytes: Source,
     attrs: Vec<EventAttr>,
-    ids: HashMap<u64, usize>,
+    ids: FxHashMap<u64, usize>,
     data_start: u64,
     data_end: u64,
     feature_bits: [u64; 4],
@@ -673,7 +673,7 @@ impl PerfFile {
 
         let mut file = PerfFile {
             attrs,
-            ids: HashMap::new(),
+            ids: FxHashMap::default(),
             data_start: data_off,
             data_end,
             feature_bits: if unfinished { [0; 4] } else { feature_bits },

@@ -367,6 +367,14 @@ pub fn headline(corruptions: u64, victims: u64, writers: u64) -> String {
     )
 }
 
+/// Two call chains are the same. Most are short or empty (recorded
+/// without -g), and this runs for every hit: the length decides most
+/// cases without a call into memcmp.
+#[inline]
+fn same_chain(a: &[u64], b: &[u64]) -> bool {
+    a.len() == b.len() && (a.is_empty() || (a[0] == b[0] && a == b))
+}
+
 /// Cuts a hit's recorded call chain to the writer's part.
 type ChainFn<'c> = Box<dyn Fn(&Hit) -> &[u64] + 'c>;
 
@@ -637,7 +645,7 @@ impl<'c> Correlator<'c> {
         let site = match writer
             .sites
             .iter()
-            .position(|s| s.writer_ip == m.hit.writer_ip && s.chain == chain)
+            .position(|s| s.writer_ip == m.hit.writer_ip && same_chain(&s.chain, chain))
         {
             Some(i) => &mut writer.sites[i],
             None => {

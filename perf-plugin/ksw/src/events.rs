@@ -14,7 +14,7 @@
 //! whichever CPU's buffer the record came in.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{mpsc, Arc};
 
 use ksw_core::events::{
     field, flags, DisarmReason, ExitState, WriterContext, ARM, DISARM, HIT, SYSTEM,
@@ -294,14 +294,23 @@ fn kernel_map(file: &PerfFile) -> Option<u64> {
     None
 }
 
+/// How much of a mapped recording is read before its pages are given back.
+const RELEASE_STEP: u64 = 4 << 20;
+
 /// Puts items in time order, round by round. Items arrive CPU by CPU,
 /// each CPU's in order; a round end promises that nothing later is older
 /// than the round before it, so everything up to the previous round's
 /// newest time can go. Ties keep arrival order.
+///
+/// An item is moved twice (in, out): it waits in a slot of `items` that
+/// is reused once it has gone, and only the small keys are sorted.
 struct Reorder<T> {
-    /// The items of the rounds not yet final.
+    /// Items not yet final, by slot; `None` for a free slot.
     items: Vec<Option<T>>,
-    /// (time, index into `items`), sorted when a round ends.
+    /// Slots of `items` free for reuse.
+    free: Vec<u32>,
+    /// (time, slot) of the queued items in arrival order, sorted by time
+    /// when a round ends.
     keys: Vec<(u64, u32)>,
     newest: u64,
     /// Newest time of the previous round.
@@ -312,6 +321,7 @@ impl<T> Reorder<T> {
     fn new() -> Self {
         Reorder {
             items: Vec::new(),
+            free: Vec::new(),
             keys: Vec::new(),
             newest: 0,
             final_up_to: 0,
@@ -320,8 +330,17 @@ impl<T> Reorder<T> {
 
     fn push(&mut self, time: u64, item: T) {
         self.newest = self.newest.max(time);
-        self.keys.push((time, self.items.len() as u32));
-        self.items.push(Some(item));
+        let slot = match self.free.pop() {
+            Some(slot) => {
+                self.items[slot as usize] = Some(item);
+                slot
+            }
+            None => {
+                self.items.push(Some(item));
+                (self.items.len() - 1) as u32
+            }
+        };
+        self.keys.push((time, slot));
     }
 
     fn end_round(&mut self, sink: impl FnMut(T)) {
@@ -338,22 +357,16 @@ impl<T> Reorder<T> {
         // (merge sort on runs is close to linear); ties keep arrival order.
         self.keys.sort_by_key(|&(time, _)| time);
         let ready = self.keys.partition_point(|&(time, _)| time <= limit);
-        for &(_, i) in &self.keys[..ready] {
-            if let Some(item) = self.items[i as usize].take() {
+        for &(_, slot) in &self.keys[..ready] {
+            if let Some(item) = self.items[slot as usize].take() {
                 sink(item);
             }
+            self.free.push(slot);
         }
         self.keys.drain(..ready);
         if self.keys.is_empty() {
             self.items.clear();
-        } else if ready > 0 {
-            // Compact: keep the items still queued, renumbered.
-            let mut items = Vec::with_capacity(self.keys.len());
-            for (_, i) in self.keys.iter_mut() {
-                items.push(self.items[*i as usize].take());
-                *i = (items.len() - 1) as u32;
-            }
-            self.items = items;
+            self.free.clear();
         }
     }
 }
@@ -363,11 +376,56 @@ impl Recording {
     /// time order (ties in file order), in one pass. On a damaged record
     /// the events before it are still handed over, then the error is
     /// returned with what was counted.
+    ///
+    /// The file is decoded on a thread of its own while the caller's
+    /// thread runs `sink` (correlation, output): the two halves of a report
+    /// take about as long as each other, and a bounded queue of batches
+    /// between them keeps memory flat.
     pub fn stream(&self, mut sink: impl FnMut(Event)) -> (StreamStats, Result<(), LoadError>) {
+        const BATCH: usize = 4096;
+        const BATCHES_QUEUED: usize = 4;
+        let (full_tx, full_rx) = mpsc::sync_channel::<Vec<Event>>(BATCHES_QUEUED);
+        let (empty_tx, empty_rx) = mpsc::channel::<Vec<Event>>();
+        std::thread::scope(|scope| {
+            let decoder = scope.spawn(move || {
+                let mut batch = Vec::with_capacity(BATCH);
+                let done = self.decode(|event| {
+                    batch.push(event);
+                    if batch.len() == BATCH {
+                        let next = empty_rx
+                            .try_recv()
+                            .unwrap_or_else(|_| Vec::with_capacity(BATCH));
+                        // A send fails only when the receiving side is
+                        // gone (it panicked): the rest is not wanted.
+                        let _ = full_tx.send(std::mem::replace(&mut batch, next));
+                    }
+                });
+                if !batch.is_empty() {
+                    let _ = full_tx.send(batch);
+                }
+                done
+            });
+            for mut batch in full_rx {
+                for event in batch.drain(..) {
+                    sink(event);
+                }
+                let _ = empty_tx.send(batch);
+            }
+            decoder
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        })
+    }
+
+    /// Decodes the whole file into `sink`, in time order (see [`Self::stream`]).
+    fn decode(&self, mut sink: impl FnMut(Event)) -> (StreamStats, Result<(), LoadError>) {
         let mut stats = StreamStats::default();
         let mut names = Names::default();
         // One entry per kstackwatch format (three): a scan beats hashing.
         let mut fields: Vec<FieldSet<'_>> = Vec::new();
+        // Per attribute (event) of the file: its FieldSet in `fields`, or
+        // None for an event that is not kstackwatch's.
+        let mut field_set_of_attr: Vec<Option<Option<usize>>> = vec![None; self.file.attrs().len()];
         let mut queue: Reorder<Event> = Reorder::new();
         let mut released = self.file.data_range().0;
         let mut result = Ok(());
@@ -383,9 +441,13 @@ impl Recording {
                 record_type::FINISHED_ROUND => {
                     // Everything up to the previous round's newest time is final.
                     queue.end_round(&mut sink);
+                    // Pages go back in large steps: each release is a TLB
+                    // flush on every CPU this process runs on.
                     if let Some(m) = &self.mapping {
-                        m.release(released, raw.offset);
-                        released = raw.offset;
+                        if raw.offset - released >= RELEASE_STEP {
+                            m.release(released, raw.offset);
+                            released = raw.offset;
+                        }
                     }
                     continue;
                 }
@@ -449,15 +511,29 @@ impl Recording {
                     }
                 }
                 Record::Sample(s) => {
-                    let Some(format) = s.format.filter(|f| f.system == SYSTEM) else {
+                    let known = field_set_of_attr.get(s.attr_index).copied().flatten();
+                    let index =
+                        match known {
+                            Some(index) => index,
+                            None => {
+                                let index = s.format.filter(|f| f.system == SYSTEM).map(|format| {
+                                    match fields.iter().position(|f| std::ptr::eq(f.format, format))
+                                    {
+                                        Some(i) => i,
+                                        None => {
+                                            fields.push(FieldSet::new(format));
+                                            fields.len() - 1
+                                        }
+                                    }
+                                });
+                                if let Some(entry) = field_set_of_attr.get_mut(s.attr_index) {
+                                    *entry = Some(index);
+                                }
+                                index
+                            }
+                        };
+                    let Some(set) = index.map(|i| &fields[i]) else {
                         continue;
-                    };
-                    let set = match fields.iter().position(|f| std::ptr::eq(f.format, format)) {
-                        Some(i) => &fields[i],
-                        None => {
-                            fields.push(FieldSet::new(format));
-                            &fields[fields.len() - 1]
-                        }
                     };
                     match decode_sample(&s, set, &mut names) {
                         Ok(Some(event)) => {
@@ -594,6 +670,12 @@ struct Slot<'f> {
     integer: bool,
 }
 
+/// `N` bytes of `raw` at `at`, if there are that many.
+#[inline]
+fn le<const N: usize>(raw: &[u8], at: usize) -> Option<[u8; N]> {
+    raw.get(at..at.checked_add(N)?)?.try_into().ok()
+}
+
 /// The fields of one kstackwatch event format, looked up by name once.
 struct FieldSet<'f> {
     format: &'f EventFormat,
@@ -639,10 +721,16 @@ impl<'f> FieldSet<'f> {
             return Err(self.missing(index));
         };
         if slot.integer {
-            if let Some(b) = raw.get(slot.start..slot.start + slot.size) {
-                let mut word = [0u8; 8];
-                word[..slot.size].copy_from_slice(b);
-                let v = u64::from_le_bytes(word);
+            // One fixed-size load per width: a copy of a run-time length
+            // would be a libc call per field.
+            let at = slot.start;
+            let v = match slot.size {
+                1 => raw.get(at).map(|&b| u64::from(b)),
+                2 => le::<2>(raw, at).map(|b| u64::from(u16::from_le_bytes(b))),
+                4 => le::<4>(raw, at).map(|b| u64::from(u32::from_le_bytes(b))),
+                _ => le::<8>(raw, at).map(u64::from_le_bytes),
+            };
+            if let Some(v) = v {
                 return Ok(if slot.field.signed && slot.size < 8 {
                     let shift = 64 - 8 * slot.size as u32;
                     (((v << shift) as i64) >> shift) as u64
