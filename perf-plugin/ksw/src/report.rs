@@ -36,6 +36,11 @@ struct Hex(u64);
 
 impl Hex {
     fn fmt_into(self, buf: &mut [u8; 18]) -> &str {
+        // Only ASCII digits and "0x" are written.
+        std::str::from_utf8(self.bytes_into(buf)).unwrap_or("0x?")
+    }
+
+    fn bytes_into(self, buf: &mut [u8; 18]) -> &[u8] {
         const DIGITS: &[u8; 16] = b"0123456789abcdef";
         let mut v = self.0;
         let mut i = buf.len();
@@ -49,8 +54,7 @@ impl Hex {
         }
         buf[i - 1] = b'x';
         buf[i - 2] = b'0';
-        // Only ASCII digits and "0x" were written.
-        std::str::from_utf8(&buf[i - 2..]).unwrap_or("0x?")
+        &buf[i - 2..]
     }
 }
 
@@ -66,6 +70,84 @@ impl std::fmt::Display for Hex {
         let mut buf = [0u8; 18];
         f.write_str(Hex(self.0).fmt_into(&mut buf))
     }
+}
+
+/// Appending text to an output buffer without the formatting machinery:
+/// a full listing formats every frame, and `write!` with its
+/// allocations was most of that time.
+trait Put {
+    fn put(&mut self, s: &str) -> &mut Self;
+    fn put_u64(&mut self, v: u64) -> &mut Self;
+    fn put_i64(&mut self, v: i64) -> &mut Self;
+    fn put_hex(&mut self, v: u64) -> &mut Self;
+    /// `seconds.nanoseconds`, as [`secs`].
+    fn put_secs(&mut self, ns: u64) -> &mut Self;
+    /// Milliseconds or microseconds with three decimals, as [`duration`].
+    fn put_duration(&mut self, ns: u64) -> &mut Self;
+    fn put_shown(&mut self, v: &Shown) -> &mut Self;
+}
+
+impl Put for Vec<u8> {
+    #[inline]
+    fn put(&mut self, s: &str) -> &mut Self {
+        self.extend_from_slice(s.as_bytes());
+        self
+    }
+
+    #[inline]
+    fn put_u64(&mut self, v: u64) -> &mut Self {
+        self.put(itoa::Buffer::new().format(v))
+    }
+
+    #[inline]
+    fn put_i64(&mut self, v: i64) -> &mut Self {
+        self.put(itoa::Buffer::new().format(v))
+    }
+
+    #[inline]
+    fn put_hex(&mut self, v: u64) -> &mut Self {
+        let mut buf = [0u8; 18];
+        self.extend_from_slice(Hex(v).bytes_into(&mut buf));
+        self
+    }
+
+    fn put_secs(&mut self, ns: u64) -> &mut Self {
+        self.put_u64(ns / 1_000_000_000).put(".");
+        put_padded(self, ns % 1_000_000_000, 9);
+        self
+    }
+
+    fn put_duration(&mut self, ns: u64) -> &mut Self {
+        // Rounded to the third decimal, half up.
+        let (unit, scale) = if ns >= 1_000_000 {
+            (" ms", 1_000_000)
+        } else {
+            (" us", 1_000)
+        };
+        let thousandths = (u128::from(ns) * 1000 + scale / 2) / scale;
+        let thousandths = u64::try_from(thousandths).unwrap_or(u64::MAX);
+        self.put_u64(thousandths / 1000).put(".");
+        put_padded(self, thousandths % 1000, 3);
+        self.put(unit)
+    }
+
+    fn put_shown(&mut self, v: &Shown) -> &mut Self {
+        match v {
+            Shown::Value(v) => self.put_hex(*v),
+            Shown::Canary => self.put("canary"),
+            Shown::Unknown => self.put("?"),
+        }
+    }
+}
+
+/// `v` with leading zeros to `width` digits.
+fn put_padded(o: &mut Vec<u8>, v: u64, width: usize) {
+    let mut buf = itoa::Buffer::new();
+    let digits = buf.format(v);
+    for _ in digits.len()..width {
+        o.push(b'0');
+    }
+    o.extend_from_slice(digits.as_bytes());
 }
 
 /// A value as the report shows it: the kernel never puts the task's stack
@@ -116,28 +198,23 @@ fn clock_name(clockid: Option<i32>) -> String {
 }
 
 pub fn secs(ns: u64) -> String {
-    format!("{}.{:09}", ns / 1_000_000_000, ns % 1_000_000_000)
+    Secs(ns).to_string()
 }
 
 struct Secs(u64);
 
 impl std::fmt::Display for Secs {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{}.{:09}",
-            self.0 / 1_000_000_000,
-            self.0 % 1_000_000_000
-        )
+        let mut o = Vec::with_capacity(24);
+        o.put_secs(self.0);
+        f.write_str(std::str::from_utf8(&o).unwrap_or("?"))
     }
 }
 
 fn duration(ns: u64) -> String {
-    if ns >= 1_000_000 {
-        format!("{:.3} ms", ns as f64 / 1e6)
-    } else {
-        format!("{:.3} us", ns as f64 / 1e3)
-    }
+    let mut o = Vec::with_capacity(24);
+    o.put_duration(ns);
+    String::from_utf8(o).unwrap_or_default()
 }
 
 /// What function_graph shows around an event.
@@ -240,11 +317,29 @@ fn victim_graph(g: &Graph, f: &Frame) -> Option<GraphOut> {
 
 /// Who wrote, as a verdict names them.
 pub fn writer_label(m: &MatchedHit) -> String {
-    let task = format!("{}/{}", name_or_unknown(&m.writer_name), m.hit.ctx.tid);
+    let mut o = Vec::new();
+    put_writer_label(&mut o, m);
+    String::from_utf8(o).unwrap_or_default()
+}
+
+fn put_writer_label(o: &mut Vec<u8>, m: &MatchedHit) {
+    let task = |o: &mut Vec<u8>| {
+        o.put(name_or_unknown(&m.writer_name))
+            .put("/")
+            .put_i64(m.hit.ctx.tid.into());
+    };
     match (m.hit.context.map(|c| c.as_str()), m.hit.by_victim) {
-        (None | Some("task"), _) => task,
-        (Some(c), true) => format!("{c} on the victim's CPU (interrupting {task})"),
-        (Some(c), false) => format!("{c} (interrupting {task})"),
+        (None | Some("task"), _) => task(o),
+        (Some(c), true) => {
+            o.put(c).put(" on the victim's CPU (interrupting ");
+            task(o);
+            o.put(")");
+        }
+        (Some(c), false) => {
+            o.put(c).put(" (interrupting ");
+            task(o);
+            o.put(")");
+        }
     }
 }
 
@@ -316,94 +411,97 @@ impl Renderer<'_> {
             Some(ip) => self.symbols.describe(ip),
             None => Rc::from("?"),
         };
+        o.put("  watch ")
+            .put_u64(f.id)
+            .put(": ")
+            .put(&self.function_of(f))
+            .put(" (probe ")
+            .put(&probe);
         match (&f.arm, f.missing_arm) {
-            (Some(a), _) => writeln!(
-                o,
-                "  watch {}: {} (probe {}, depth {})",
-                f.id,
-                self.function_of(f),
-                probe,
-                a.depth
-            )?,
-            (None, missing) => writeln!(
-                o,
-                "  watch {}: {} (probe {}; {})",
-                f.id,
-                self.function_of(f),
-                probe,
-                match missing {
-                    Some(MissingArm::BeforeRecording) =>
-                        "armed before the recording started: arm not recorded",
+            (Some(a), _) => o.put(", depth ").put_u64(a.depth.into()).put(")\n"),
+            (None, missing) => o
+                .put("; ")
+                .put(match missing {
+                    Some(MissingArm::BeforeRecording) => {
+                        "armed before the recording started: arm not recorded"
+                    }
                     _ => "arm not recorded (lost)",
-                }
-            )?,
+                })
+                .put(")\n"),
+        };
+        o.put("    task     ")
+            .put(name_or_unknown(&f.task_name))
+            .put("/");
+        match f.tid {
+            Some(t) => o.put_i64(t.into()),
+            None => o.put("?"),
+        };
+        if let Some(c) = f.arm.as_ref().and_then(|a| a.ctx.cpu) {
+            o.put(" on cpu ").put_u64(c.into());
         }
-        let cpu = f.arm.as_ref().and_then(|a| a.ctx.cpu);
-        write!(
-            o,
-            "    task     {}/{}",
-            name_or_unknown(&f.task_name),
-            f.tid.map_or("?".to_string(), |t| t.to_string())
-        )?;
-        if let Some(c) = cpu {
-            write!(o, " on cpu {c}")?;
-        }
-        writeln!(o)?;
+        o.put("\n    address  ");
         match &f.arm {
-            Some(a) => writeln!(
-                o,
-                "    address  {} ({} bytes, sp+{:#x})",
-                Hex(a.addr),
-                a.len,
-                a.addr.wrapping_sub(a.sp)
-            )?,
-            None => writeln!(o, "    address  {} ({} bytes)", Hex(f.addr), f.len)?,
-        }
-        let start = f.arm.as_ref().map(|a| Secs(a.ctx.time_ns).to_string());
-        let start = start.as_deref().unwrap_or("?");
+            Some(a) => o
+                .put_hex(a.addr)
+                .put(" (")
+                .put_u64(a.len.into())
+                .put(" bytes, sp+")
+                .put_hex(a.addr.wrapping_sub(a.sp))
+                .put(")\n"),
+            None => o
+                .put_hex(f.addr)
+                .put(" (")
+                .put_u64(f.len.into())
+                .put(" bytes)\n"),
+        };
+        o.put("    window   ");
+        match &f.arm {
+            Some(a) => o.put_secs(a.ctx.time_ns),
+            None => o.put("?"),
+        };
         match (&f.disarm, f.end) {
-            (Some(d), _) => match &f.arm {
-                Some(a) => writeln!(
-                    o,
-                    "    window   {} .. {} ({})",
-                    start,
-                    Secs(d.ctx.time_ns),
-                    duration(d.ctx.time_ns.saturating_sub(a.ctx.time_ns))
-                )?,
-                None => writeln!(o, "    window   ? .. {}", Secs(d.ctx.time_ns))?,
-            },
-            (None, End::DisarmLost(at)) => writeln!(
-                o,
-                "    window   {} .. ? (disarm not recorded; the slot was armed again at {})",
-                start,
-                Secs(at)
-            )?,
-            (None, _) => writeln!(o, "    window   {start} .. (still armed)")?,
+            (Some(d), _) => {
+                o.put(" .. ").put_secs(d.ctx.time_ns);
+                if let Some(a) = &f.arm {
+                    o.put(" (")
+                        .put_duration(d.ctx.time_ns.saturating_sub(a.ctx.time_ns))
+                        .put(")");
+                }
+            }
+            (None, End::DisarmLost(at)) => {
+                o.put(" .. ? (disarm not recorded; the slot was armed again at ")
+                    .put_secs(at)
+                    .put(")");
+            }
+            (None, _) => {
+                o.put(" .. (still armed)");
+            }
         }
         let at_arm = self.value_at_arm(f);
         let at_exit = self.value_at_exit(f);
-        writeln!(o, "    value    {at_arm} at arm -> {at_exit} at exit")?;
-        writeln!(
-            o,
-            "    verdict  {}",
-            self.verdict_text(f, &at_arm, &at_exit)
-        )?;
+        o.put("\n    value    ")
+            .put_shown(&at_arm)
+            .put(" at arm -> ")
+            .put_shown(&at_exit)
+            .put(" at exit\n    verdict  ");
+        self.put_verdict(o, f, &at_arm, &at_exit);
+        o.put("\n");
         if let Some(reason) = f.disarm.as_ref().and_then(|d| d.reason) {
             if reason.as_str() != "return" {
-                writeln!(o, "    ended    by {reason}")?;
+                o.put("    ended    by ").put(reason.as_str()).put("\n");
             }
         }
         let graph = self.graph.and_then(|(_, g)| victim_graph(g, f));
         let chain = self.victim_chain(f, graph.as_ref());
         if !chain.is_empty() {
-            write!(o, "    armed in ")?;
+            o.put("    armed in ");
             for (i, (_, text)) in chain.iter().enumerate() {
                 if i > 0 {
-                    o.extend_from_slice(b" <- ");
+                    o.put(" <- ");
                 }
-                o.extend_from_slice(text.as_bytes());
+                o.put(text);
             }
-            writeln!(o)?;
+            o.put("\n");
         }
         if let Some(g) = &graph {
             render_graph(o, "victim", g)?;
@@ -426,17 +524,44 @@ impl Renderer<'_> {
         }
     }
 
-    fn verdict_text(&self, f: &Frame, at_arm: &Shown, at_exit: &Shown) -> String {
+    /// The verdict line's text.
+    fn put_verdict(&self, o: &mut Vec<u8>, f: &Frame, at_arm: &Shown, at_exit: &Shown) {
         match f.verdict() {
             FrameVerdict::Hit => {
-                let mut writers: Vec<String> = f.hits.iter().map(writer_label).collect();
-                writers.dedup();
-                let by = if writers.is_empty() {
-                    "no writer recorded".to_string()
-                } else {
-                    writers.join(", ")
+                match f.kernel_hits() {
+                    Some(k) if k != f.hit_count => o
+                        .put("HIT: ")
+                        .put_u64(k)
+                        .put(" write(s) in the kernel, ")
+                        .put_u64(f.hit_count)
+                        .put(" recorded, by "),
+                    _ => o
+                        .put("HIT: ")
+                        .put_u64(f.writes())
+                        .put(" write(s) caught, by "),
                 };
-                let value = match (&f.disarm, f.end) {
+                // The writers of the kept hits, each once in a row.
+                let mut last: Option<(usize, usize)> = None;
+                for m in &f.hits {
+                    let start = o.len();
+                    if last.is_some() {
+                        o.put(", ");
+                    }
+                    let label_at = o.len();
+                    put_writer_label(o, m);
+                    let label = label_at..o.len();
+                    if let Some((a, b)) = last {
+                        if o[a..b] == o[label.clone()] {
+                            o.truncate(start);
+                            continue;
+                        }
+                    }
+                    last = Some((label.start, label.end));
+                }
+                if last.is_none() {
+                    o.put("no writer recorded");
+                }
+                o.put("; ").put(match (&f.disarm, f.end) {
                     (Some(d), _) => match d.corrupted {
                         ExitState::Changed => "value changed",
                         ExitState::Intact => "value restored",
@@ -444,22 +569,27 @@ impl Renderer<'_> {
                     },
                     (None, End::DisarmLost(_)) => "disarm not recorded",
                     (None, _) => "still armed at end of recording",
-                };
-                match f.kernel_hits() {
-                    Some(k) if k != f.hit_count => format!(
-                        "HIT: {k} write(s) in the kernel, {} recorded, by {by}; {value}",
-                        f.hit_count
-                    ),
-                    _ => format!("HIT: {} write(s) caught, by {by}; {value}", f.writes()),
-                }
+                });
             }
-            FrameVerdict::SilentlyCorrupted => format!(
-                "SILENTLY CORRUPTED: {at_arm} at arm, {at_exit} when the frame died, and no write was caught"
-            ),
-            FrameVerdict::Clean => "clean".into(),
-            FrameVerdict::Unknown => "UNKNOWN: no write caught, but the value at death was not read (disarmed after the frame died)".into(),
-            FrameVerdict::StillArmed => "still armed at end of recording".into(),
-            FrameVerdict::DisarmLost => "UNKNOWN: no write recorded, and its disarm is not in the recording (lost): how the frame died is not known".into(),
+            FrameVerdict::SilentlyCorrupted => {
+                o.put("SILENTLY CORRUPTED: ")
+                    .put_shown(at_arm)
+                    .put(" at arm, ")
+                    .put_shown(at_exit)
+                    .put(" when the frame died, and no write was caught");
+            }
+            FrameVerdict::Clean => {
+                o.put("clean");
+            }
+            FrameVerdict::Unknown => {
+                o.put("UNKNOWN: no write caught, but the value at death was not read (disarmed after the frame died)");
+            }
+            FrameVerdict::StillArmed => {
+                o.put("still armed at end of recording");
+            }
+            FrameVerdict::DisarmLost => {
+                o.put("UNKNOWN: no write recorded, and its disarm is not in the recording (lost): how the frame died is not known");
+            }
         }
     }
 
@@ -507,94 +637,231 @@ fn render_hit_line(o: &mut Vec<u8>, m: &MatchedHit) -> io::Result<()> {
     )
 }
 
+/// A hit in JSON (victims' `hits`, writers' `examples`), written by
+/// hand like the frames ([`frame_json`]).
 struct HitJson<'h> {
     r: &'h Renderer<'h>,
     m: &'h MatchedHit,
 }
 
-struct Task<'t> {
-    pid: i32,
-    comm: Option<&'t str>,
-}
-
-impl Serialize for Task<'_> {
+impl Serialize for HitJson<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut m = s.serialize_map(Some(2))?;
-        m.serialize_entry("pid", &self.pid)?;
-        m.serialize_entry("comm", &self.comm)?;
-        m.end()
+        let mut o = Vec::with_capacity(512);
+        hit_json(&mut o, self.r, self.m);
+        let text = String::from_utf8(o).map_err(serde::ser::Error::custom)?;
+        serde_json::value::RawValue::from_string(text)
+            .map_err(serde::ser::Error::custom)?
+            .serialize(s)
     }
 }
 
-impl Serialize for HitJson<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let h = &self.m.hit;
-        let mut m = s.serialize_map(None)?;
-        m.serialize_entry("id", &h.id)?;
-        m.serialize_entry("time_ns", &h.ctx.time_ns)?;
-        m.serialize_entry("cpu", &h.ctx.cpu)?;
-        m.serialize_entry(
-            "writer",
-            &Task {
-                pid: h.ctx.tid,
-                comm: self.m.writer_name.as_deref(),
-            },
-        )?;
-        m.serialize_entry("instruction", &*self.r.symbols.describe(h.writer_ip))?;
-        m.serialize_entry("instruction_addr", &Hex(h.writer_ip))?;
-        m.serialize_entry("address", &Hex(h.addr))?;
-        m.serialize_entry("old_value", &shown(h.old_value, h.old_is_canary))?;
-        m.serialize_entry("new_value", &shown(h.new_value, h.new_is_canary))?;
-        m.serialize_entry("context", &h.context.map(|c| c.as_str()))?;
-        m.serialize_entry("by_victim", &h.by_victim)?;
-        m.serialize_entry("out_of_line", &h.out_of_line)?;
-        m.serialize_entry(
-            "victim",
-            &Task {
-                pid: h.victim_pid,
-                comm: Some(&h.victim_comm),
-            },
-        )?;
-        m.serialize_entry("matched_by_id", &self.m.by_id)?;
-        m.serialize_entry(
-            "matched_by_time",
-            &match self.m.by_time {
+/// A JSON object key as [`Obj`] writes it: `"name":`.
+macro_rules! k {
+    ($name:literal) => {
+        concat!("\"", $name, "\":")
+    };
+}
+
+/// A JSON object written straight into the output: a full listing writes
+/// ~1 KB of JSON per frame, and serde's generic path (every key escaped,
+/// every value through a trait object) was most of the report's time.
+/// Keys are the schema's own names, quoted when compiled ([`k!`]).
+struct Obj<'o> {
+    o: &'o mut Vec<u8>,
+    first: bool,
+}
+
+impl<'o> Obj<'o> {
+    fn new(o: &'o mut Vec<u8>) -> Obj<'o> {
+        o.push(b'{');
+        Obj { o, first: true }
+    }
+
+    /// `key` is `"name":` ([`k!`]).
+    #[inline]
+    fn key(&mut self, key: &'static str) -> &mut Vec<u8> {
+        if !self.first {
+            self.o.push(b',');
+        }
+        self.first = false;
+        self.o.put(key)
+    }
+
+    #[inline]
+    fn u64(&mut self, key: &'static str, v: u64) -> &mut Self {
+        self.key(key).put_u64(v);
+        self
+    }
+
+    fn i64(&mut self, key: &'static str, v: i64) -> &mut Self {
+        self.key(key).put_i64(v);
+        self
+    }
+
+    fn opt_u64(&mut self, key: &'static str, v: Option<u64>) -> &mut Self {
+        match v {
+            Some(v) => self.u64(key, v),
+            None => self.null(key),
+        }
+    }
+
+    #[inline]
+    fn null(&mut self, key: &'static str) -> &mut Self {
+        self.key(key).put("null");
+        self
+    }
+
+    #[inline]
+    fn bool(&mut self, key: &'static str, v: bool) -> &mut Self {
+        self.key(key).put(if v { "true" } else { "false" });
+        self
+    }
+
+    #[inline]
+    fn str(&mut self, key: &'static str, v: &str) -> &mut Self {
+        put_json_str(self.key(key), v);
+        self
+    }
+
+    fn opt_str(&mut self, key: &'static str, v: Option<&str>) -> &mut Self {
+        match v {
+            Some(v) => self.str(key, v),
+            None => self.null(key),
+        }
+    }
+
+    #[inline]
+    fn hex(&mut self, key: &'static str, v: u64) -> &mut Self {
+        self.key(key).put("\"").put_hex(v).put("\"");
+        self
+    }
+
+    fn shown(&mut self, key: &'static str, v: &Shown) -> &mut Self {
+        match v {
+            Shown::Value(v) => self.hex(key, *v),
+            Shown::Canary => self.str(key, "canary"),
+            Shown::Unknown => self.null(key),
+        }
+    }
+
+    /// `{"pid":..,"comm":..}`
+    fn task(&mut self, key: &'static str, pid: i32, comm: Option<&str>) -> &mut Self {
+        let o = self.key(key);
+        Obj::new(o)
+            .i64(k!("pid"), pid.into())
+            .opt_str(k!("comm"), comm)
+            .end();
+        self
+    }
+
+    /// A member written by serde (rare ones: function_graph output).
+    fn serde(&mut self, key: &'static str, v: &impl Serialize) -> &mut Self {
+        let o = self.key(key);
+        // Writing into a Vec cannot fail, and these types always serialize.
+        let _ = serde_json::to_writer(o, v);
+        self
+    }
+
+    fn end(&mut self) {
+        self.o.push(b'}');
+    }
+}
+
+/// A JSON string, escaped as serde_json escapes it.
+fn put_json_str(o: &mut Vec<u8>, s: &str) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    o.push(b'"');
+    let bytes = s.as_bytes();
+    // Almost no string needs escaping: one pass without early exit (it
+    // vectorizes), then one copy.
+    let plain = !bytes.iter().fold(false, |any, &b| {
+        any | (b < 0x20) | (b == b'"') | (b == b'\\')
+    });
+    if plain {
+        o.extend_from_slice(bytes);
+        o.push(b'"');
+        return;
+    }
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let escape: &[u8] = match b {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0x08 => b"\\b",
+            0x0c => b"\\f",
+            0..=0x1f => b"",
+            _ => continue,
+        };
+        o.extend_from_slice(&bytes[start..i]);
+        if escape.is_empty() {
+            o.extend_from_slice(b"\\u00");
+            o.push(HEX[usize::from(b >> 4)]);
+            o.push(HEX[usize::from(b & 15)]);
+        } else {
+            o.extend_from_slice(escape);
+        }
+        start = i + 1;
+    }
+    o.extend_from_slice(&bytes[start..]);
+    o.push(b'"');
+}
+
+fn hit_json(o: &mut Vec<u8>, r: &Renderer<'_>, m: &MatchedHit) {
+    let h = &m.hit;
+    Obj::new(o)
+        .u64(k!("id"), h.id)
+        .u64(k!("time_ns"), h.ctx.time_ns)
+        .opt_u64(k!("cpu"), h.ctx.cpu.map(u64::from))
+        .task(k!("writer"), h.ctx.tid, m.writer_name.as_deref())
+        .str(k!("instruction"), &r.symbols.describe(h.writer_ip))
+        .hex(k!("instruction_addr"), h.writer_ip)
+        .hex(k!("address"), h.addr)
+        .shown(k!("old_value"), &shown(h.old_value, h.old_is_canary))
+        .shown(k!("new_value"), &shown(h.new_value, h.new_is_canary))
+        .opt_str(k!("context"), h.context.map(|c| c.as_str()))
+        .bool(k!("by_victim"), h.by_victim)
+        .bool(k!("out_of_line"), h.out_of_line)
+        .task(k!("victim"), h.victim_pid, Some(&h.victim_comm))
+        .opt_u64(k!("matched_by_id"), m.by_id)
+        .opt_u64(
+            k!("matched_by_time"),
+            match m.by_time {
                 TimeMatch::One(id) => Some(id),
                 _ => None,
             },
-        )?;
-        m.serialize_entry("agreement", self.m.agreement().as_str())?;
-        m.end()
-    }
+        )
+        .str(k!("agreement"), m.agreement().as_str())
+        .end();
 }
 
-/// A call chain entry: the raw address and its symbol.
-struct ChainEntry<'c> {
-    addr: u64,
-    symbol: &'c str,
-}
-
-impl Serialize for ChainEntry<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut m = s.serialize_map(Some(2))?;
-        m.serialize_entry("addr", &Hex(self.addr))?;
-        m.serialize_entry("symbol", self.symbol)?;
-        m.end()
+/// A call chain: `[{"addr":..,"symbol":..},..]`.
+fn chain_json(o: &mut Vec<u8>, chain: &[(u64, Rc<str>)]) {
+    o.push(b'[');
+    for (i, (addr, symbol)) in chain.iter().enumerate() {
+        if i > 0 {
+            o.push(b',');
+        }
+        Obj::new(o)
+            .hex(k!("addr"), *addr)
+            .str(k!("symbol"), symbol)
+            .end();
     }
+    o.push(b']');
 }
 
 struct Chain<'c>(&'c [(u64, Rc<str>)]);
 
 impl Serialize for Chain<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut seq = s.serialize_seq(Some(self.0.len()))?;
-        for (addr, symbol) in self.0 {
-            seq.serialize_element(&ChainEntry {
-                addr: *addr,
-                symbol,
-            })?;
-        }
-        seq.end()
+        let mut o = Vec::new();
+        chain_json(&mut o, self.0);
+        let text = String::from_utf8(o).map_err(serde::ser::Error::custom)?;
+        serde_json::value::RawValue::from_string(text)
+            .map_err(serde::ser::Error::custom)?
+            .serialize(s)
     }
 }
 
@@ -610,86 +877,85 @@ impl Serialize for Hits<'_> {
     }
 }
 
-/// One victim frame in JSON.
-#[derive(Debug)]
-pub struct FrameJson<'f> {
-    pub r: &'f Renderer<'f>,
-    pub f: &'f Frame,
-}
-
-impl Serialize for FrameJson<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let (r, f) = (self.r, self.f);
-        let a = f.arm.as_ref();
-        let mut m = s.serialize_map(None)?;
-        m.serialize_entry("id", &f.id)?;
-        m.serialize_entry(
-            "function",
-            &f.probe_ip
+/// One victim frame in JSON (an element of `victims`).
+pub fn frame_json(o: &mut Vec<u8>, r: &Renderer<'_>, f: &Frame) {
+    let a = f.arm.as_ref();
+    let mut obj = Obj::new(o);
+    obj.u64(k!("id"), f.id)
+        .opt_str(
+            k!("function"),
+            f.probe_ip
                 .and_then(|ip| r.symbols.function_name(ip))
                 .as_deref(),
-        )?;
-        m.serialize_entry(
-            "probe",
-            &f.probe_ip.map(|ip| r.symbols.describe(ip)).as_deref(),
-        )?;
-        m.serialize_entry("probe_addr", &f.probe_ip.map(Hex))?;
-        m.serialize_entry(
-            "arm",
-            match (a, f.missing_arm) {
-                (Some(_), _) => "recorded",
-                (None, Some(MissingArm::BeforeRecording)) => "before_recording",
-                (None, _) => "lost",
-            },
-        )?;
-        m.serialize_entry("depth", &a.map(|a| a.depth))?;
-        m.serialize_entry("spec", &a.map(|a| a.spec))?;
-        m.serialize_entry("slot", &f.slot)?;
-        m.serialize_entry(
-            "task",
-            &Task {
-                pid: f.tid.unwrap_or(-1),
-                comm: f.task_name.as_deref(),
-            },
-        )?;
-        m.serialize_entry("cpu", &a.and_then(|a| a.ctx.cpu))?;
-        m.serialize_entry("address", &Hex(f.addr))?;
-        m.serialize_entry("len", &f.len)?;
-        m.serialize_entry("sp_offset", &a.map(|a| a.addr.wrapping_sub(a.sp)))?;
-        m.serialize_entry(
-            "canary",
-            &(a.is_some_and(|a| a.canary) || f.disarm.as_ref().is_some_and(|d| d.canary)),
-        )?;
-        m.serialize_entry("armed_ns", &a.map(|a| a.ctx.time_ns))?;
-        m.serialize_entry("disarmed_ns", &f.disarm.as_ref().map(|d| d.ctx.time_ns))?;
-        m.serialize_entry(
-            "end",
-            match f.end {
-                End::Disarmed => "disarmed",
-                End::DisarmLost(_) => "disarm_lost",
-                End::StillArmed => "still_armed",
-            },
-        )?;
-        m.serialize_entry("value_at_arm", &r.value_at_arm(f))?;
-        m.serialize_entry("value_at_exit", &r.value_at_exit(f))?;
-        m.serialize_entry(
-            "exit_state",
-            &f.disarm.as_ref().map(|d| d.corrupted.as_str()),
-        )?;
-        m.serialize_entry("verdict", f.verdict().code())?;
-        m.serialize_entry(
-            "disarm_reason",
-            &f.disarm.as_ref().and_then(|d| d.reason).map(|r| r.as_str()),
-        )?;
-        m.serialize_entry("hit_count", &f.hit_count)?;
-        m.serialize_entry("kernel_hits", &f.kernel_hits())?;
-        m.serialize_entry("hits", &Hits(r, &f.hits))?;
-        let graph = r.graph.and_then(|(_, g)| victim_graph(g, f));
-        let chain = r.victim_chain(f, graph.as_ref());
-        m.serialize_entry("call_chain", &Chain(&chain))?;
-        m.serialize_entry("graph", &graph)?;
-        m.end()
+        )
+        .opt_str(
+            k!("probe"),
+            f.probe_ip.map(|ip| r.symbols.describe(ip)).as_deref(),
+        );
+    match f.probe_ip {
+        Some(ip) => obj.hex(k!("probe_addr"), ip),
+        None => obj.null(k!("probe_addr")),
+    };
+    obj.str(
+        k!("arm"),
+        match (a, f.missing_arm) {
+            (Some(_), _) => "recorded",
+            (None, Some(MissingArm::BeforeRecording)) => "before_recording",
+            (None, _) => "lost",
+        },
+    )
+    .opt_u64(k!("depth"), a.map(|a| a.depth.into()))
+    .opt_u64(k!("spec"), a.map(|a| a.spec.into()))
+    .u64(k!("slot"), f.slot.into())
+    .task(k!("task"), f.tid.unwrap_or(-1), f.task_name.as_deref())
+    .opt_u64(k!("cpu"), a.and_then(|a| a.ctx.cpu).map(u64::from))
+    .hex(k!("address"), f.addr)
+    .u64(k!("len"), f.len.into())
+    .opt_u64(k!("sp_offset"), a.map(|a| a.addr.wrapping_sub(a.sp)))
+    .bool(
+        k!("canary"),
+        a.is_some_and(|a| a.canary) || f.disarm.as_ref().is_some_and(|d| d.canary),
+    )
+    .opt_u64(k!("armed_ns"), a.map(|a| a.ctx.time_ns))
+    .opt_u64(k!("disarmed_ns"), f.disarm.as_ref().map(|d| d.ctx.time_ns))
+    .str(
+        k!("end"),
+        match f.end {
+            End::Disarmed => "disarmed",
+            End::DisarmLost(_) => "disarm_lost",
+            End::StillArmed => "still_armed",
+        },
+    )
+    .shown(k!("value_at_arm"), &r.value_at_arm(f))
+    .shown(k!("value_at_exit"), &r.value_at_exit(f))
+    .opt_str(
+        k!("exit_state"),
+        f.disarm.as_ref().map(|d| d.corrupted.as_str()),
+    )
+    .str(k!("verdict"), f.verdict().code())
+    .opt_str(
+        k!("disarm_reason"),
+        f.disarm.as_ref().and_then(|d| d.reason).map(|r| r.as_str()),
+    )
+    .u64(k!("hit_count"), f.hit_count)
+    .opt_u64(k!("kernel_hits"), f.kernel_hits());
+    let hits = obj.key(k!("hits"));
+    hits.push(b'[');
+    for (i, m) in f.hits.iter().enumerate() {
+        if i > 0 {
+            hits.push(b',');
+        }
+        hit_json(hits, r, m);
     }
+    hits.push(b']');
+    let graph = r.graph.and_then(|(_, g)| victim_graph(g, f));
+    let chain = r.victim_chain(f, graph.as_ref());
+    chain_json(obj.key(k!("call_chain")), &chain);
+    match &graph {
+        Some(g) => obj.serde(k!("graph"), g),
+        None => obj.null(k!("graph")),
+    };
+    obj.end();
 }
 
 /// The frames a bounded text report lists, and how the others add up.
@@ -1183,6 +1449,18 @@ impl<'o> Spool<'o> {
         self.buf.clear();
         Ok(())
     }
+
+    /// The buffer, to write into directly; then [`Self::drain_if_full`].
+    fn buffer(&mut self) -> &mut Vec<u8> {
+        &mut self.buf
+    }
+
+    fn drain_if_full(&mut self) -> io::Result<()> {
+        if self.buf.len() >= SPOOL {
+            self.drain()?;
+        }
+        Ok(())
+    }
 }
 
 const SPOOL: usize = 256 * 1024;
@@ -1203,10 +1481,7 @@ impl Write for Spool<'_> {
     #[inline]
     fn write_all(&mut self, data: &[u8]) -> io::Result<()> {
         self.buf.extend_from_slice(data);
-        if self.buf.len() >= SPOOL {
-            self.drain()?;
-        }
-        Ok(())
+        self.drain_if_full()
     }
 
     fn flush(&mut self) -> io::Result<()> {
@@ -1277,9 +1552,8 @@ impl serde_json::ser::Formatter for LineFormatter {
 }
 
 /// Reads and correlates the recording, handing each frame to `on_frame`
-/// as it ends. One thread: a second one (decoding while the caller
-/// renders) measured slower here, as every page given back to the kernel
-/// then costs a TLB shootdown on the other CPU.
+/// as it ends (on this thread; the file is decoded on another, see
+/// [`Recording::stream`]).
 pub fn stream_frames(recording: &Recording, on_frame: impl FnMut(Frame)) -> StreamDone {
     let mut correlator = correlate::Correlator::new(writer_part, on_frame);
     correlator.add_names(recording.cmdlines.iter().cloned());
@@ -1290,34 +1564,11 @@ pub fn stream_frames(recording: &Recording, on_frame: impl FnMut(Frame)) -> Stre
 /// What the stream left: its counts, how it ended, the correlation.
 type StreamDone = (StreamStats, Result<(), crate::events::LoadError>, Outcome);
 
-/// The `victims` array: serializing it runs the whole stream.
-struct Victims<'v> {
-    recording: &'v Recording,
-    r: &'v Renderer<'v>,
-    done: &'v RefCell<Option<StreamDone>>,
-    /// Frames per function, for the `sweep` member.
-    tally: &'v RefCell<SweepTally>,
-}
-
-impl Serialize for Victims<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut seq = s.serialize_seq(None)?;
-        let mut failed: Option<S::Error> = None;
-        let mut tally = self.tally.borrow_mut();
-        let (stats, result, outcome) = stream_frames(self.recording, |f: Frame| {
-            tally.add(&f, self.r.symbols);
-            if failed.is_none() {
-                if let Err(e) = seq.serialize_element(&FrameJson { r: self.r, f: &f }) {
-                    failed = Some(e);
-                }
-            }
-        });
-        *self.done.borrow_mut() = Some((stats, result, outcome));
-        if let Some(e) = failed {
-            return Err(e);
-        }
-        seq.end()
-    }
+/// A task in JSON (as [`Obj::task`] writes it).
+#[derive(Serialize)]
+struct Task<'t> {
+    pid: i32,
+    comm: Option<&'t str>,
 }
 
 struct WriterJson<'w>(&'w Renderer<'w>, &'w Writer);
@@ -1406,30 +1657,41 @@ pub fn run_json(
     recording: &Recording,
     r: &Renderer<'_>,
 ) -> io::Result<Result<(), crate::events::LoadError>> {
-    let done = RefCell::new(None);
-    let tally = RefCell::new(SweepTally::default());
-    let mut stream_result = Ok(());
     let mut spool = Spool::new(out);
-    let mut ser = serde_json::Serializer::with_formatter(&mut spool, LineFormatter { depth: 0 });
-    let mut m = ser.serialize_map(None)?;
-    m.serialize_entry("schema", "ksw-report")?;
-    m.serialize_entry("schema_version", &SCHEMA_VERSION)?;
-    m.serialize_entry(
-        "victims",
-        &Victims {
-            recording,
-            r,
-            done: &done,
-            tally: &tally,
-        },
+    // The document's top level is written here, one member per line; the
+    // victims (one per line, as they end) by hand, the rest by serde.
+    write!(
+        spool,
+        "{{\n\"schema\":\"ksw-report\",\n\"schema_version\":{SCHEMA_VERSION},\n\"victims\":["
     )?;
-    let Some((stats, result, outcome)) = done.into_inner() else {
-        return Err(io::Error::other("the event stream did not run"));
-    };
+    let mut tally = SweepTally::default();
+    let mut io_error = None;
+    let mut first = true;
+    let (stats, result, outcome) = stream_frames(recording, |f: Frame| {
+        tally.add(&f, r.symbols);
+        if io_error.is_some() {
+            return;
+        }
+        let o = spool.buffer();
+        o.extend_from_slice(if first { b"\n" } else { b",\n" });
+        first = false;
+        frame_json(o, r, &f);
+        if let Err(e) = spool.drain_if_full() {
+            io_error = Some(e);
+        }
+    });
+    if let Some(e) = io_error {
+        return Err(e);
+    }
+    spool.write_all(b"\n]")?;
     let error = result.as_ref().err().map(|e| e.to_string());
     let tail = r.tail(recording, stats, outcome, error);
     let s = &tail.summary;
-    m.serialize_entry(
+    let mut member = |key: &str, value: &dyn erased::Member| -> io::Result<()> {
+        write!(spool, ",\n\"{key}\":")?;
+        value.write_to(&mut spool)
+    };
+    member(
         "recording",
         &serde_json::json!({
             "path": recording.path.display().to_string(),
@@ -1443,8 +1705,8 @@ pub fn run_json(
             "damaged_features": recording.damaged_features.iter().map(|(n, _)| *n).collect::<Vec<_>>(),
         }),
     )?;
-    m.serialize_entry("summary", &summary_json(s))?;
-    m.serialize_entry(
+    member("summary", &summary_json(s))?;
+    member(
         "loss",
         &serde_json::json!({
             "events_lost": tail.stats.lost,
@@ -1455,7 +1717,7 @@ pub fn run_json(
             "hits_missing": s.hits_missing,
         }),
     )?;
-    m.serialize_entry(
+    member(
         "kernel_counters",
         &tail.counters.as_ref().map(|c| {
             serde_json::json!({
@@ -1464,25 +1726,40 @@ pub fn run_json(
             })
         }),
     )?;
-    let sweep = SweepAnalysis::new(recording, tally.into_inner(), false);
-    m.serialize_entry(
+    let sweep = SweepAnalysis::new(recording, tally, false);
+    member(
         "sweep",
         &sweep
             .is_sweep()
             .then(|| sweep::section_json(&sweep, r.symbols)),
     )?;
     let writers: Vec<WriterJson<'_>> = tail.writers.iter().map(|w| WriterJson(r, w)).collect();
-    m.serialize_entry("writers", &writers)?;
-    m.serialize_entry("notes", &tail.notes)?;
-    m.serialize_entry("error", &tail.error)?;
-    SerializeMap::end(m)?;
-    if let Err(e) = result {
-        stream_result = Err(e);
-    }
-    let spool = ser.into_inner();
-    spool.write_all(b"\n")?;
+    member("writers", &writers)?;
+    member("notes", &tail.notes)?;
+    member("error", &tail.error)?;
+    spool.write_all(b"\n}\n")?;
     spool.flush()?;
-    Ok(stream_result)
+    Ok(result)
+}
+
+/// A top-level member's value, written by serde with the document's
+/// layout (each element of an array on a line of its own).
+mod erased {
+    use super::LineFormatter;
+    use serde::Serialize;
+    use std::io::{self, Write};
+
+    pub trait Member {
+        fn write_to(&self, w: &mut dyn Write) -> io::Result<()>;
+    }
+
+    impl<T: Serialize> Member for T {
+        fn write_to(&self, w: &mut dyn Write) -> io::Result<()> {
+            // Depth 1: inside the top-level object.
+            let mut ser = serde_json::Serializer::with_formatter(w, LineFormatter { depth: 1 });
+            self.serialize(&mut ser).map_err(io::Error::from)
+        }
+    }
 }
 
 #[cfg(test)]
@@ -1496,6 +1773,44 @@ mod tests {
         let mut b = [0u8; 18];
         assert_eq!(Hex(u64::MAX).fmt_into(&mut b), "0xffffffffffffffff");
         assert_eq!(Hex(0xdeadbef7).to_string(), "0xdeadbef7");
+    }
+
+    #[test]
+    fn json_strings_escaped_as_serde_json_does() {
+        let mut all: String = (0u8..128).map(char::from).collect();
+        all.push_str("ksw-victim\u{fffd}\u{1f600}");
+        for s in [all.as_str(), "", "plain", "a\"b\\c\nd\u{7f}"] {
+            let mut o = Vec::new();
+            put_json_str(&mut o, s);
+            assert_eq!(
+                String::from_utf8(o).unwrap(),
+                serde_json::to_string(s).unwrap()
+            );
+        }
+    }
+
+    #[test]
+    fn times_as_the_text_report_shows_them() {
+        let text = |f: fn(&mut Vec<u8>, u64), v: u64| {
+            let mut o = Vec::new();
+            f(&mut o, v);
+            String::from_utf8(o).unwrap()
+        };
+        let secs = |o: &mut Vec<u8>, v| {
+            o.put_secs(v);
+        };
+        let dur = |o: &mut Vec<u8>, v| {
+            o.put_duration(v);
+        };
+        assert_eq!(text(secs, 19_755_821_546), "19.755821546");
+        assert_eq!(text(secs, 5), "0.000000005");
+        assert_eq!(text(dur, 4_129_275), "4.129 ms");
+        assert_eq!(text(dur, 4_129_500), "4.130 ms");
+        assert_eq!(text(dur, 999_999), "999.999 us");
+        assert_eq!(text(dur, 1_000_000), "1.000 ms");
+        assert_eq!(text(dur, 6_500), "6.500 us");
+        assert_eq!(text(dur, 0), "0.000 us");
+        assert_eq!(text(dur, u64::MAX), "18446744073709.552 ms");
     }
 
     #[test]
