@@ -25,12 +25,11 @@
 //!   beside the number recorded.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
 
 use ksw_core::events::{ExitState, Verdict};
 use rustc_hash::FxHashMap;
 
-use crate::events::{Arm, Comm, Disarm, Event, Fork, Hit};
+use crate::events::{Arm, Comm, Disarm, Event, Fork, Hit, TaskComm};
 
 /// How many hits each frame and each writer site keep for display; the
 /// rest are counted.
@@ -101,7 +100,7 @@ pub struct MatchedHit {
     pub hit: Hit,
     /// The writer's name: the event's own `writer_comm`, else the
     /// recording's name for its task at that time.
-    pub writer_name: Option<Arc<str>>,
+    pub writer_name: Option<TaskComm>,
     /// Watch id of the armed frame the hit's id names, if that frame's arm
     /// is recorded and it is open.
     pub by_id: Option<u64>,
@@ -197,7 +196,7 @@ pub struct Frame {
     pub hit_count: u64,
     /// The victim task's name: the kernel's (a hit's `victim_comm`), else
     /// the recording's name for the task.
-    pub task_name: Option<Arc<str>>,
+    pub task_name: Option<TaskComm>,
     /// The victim task, when known (the arm's tid, else a hit's victim_pid).
     pub tid: Option<i32>,
     /// Slot, address and length (from the arm, else a hit or the disarm).
@@ -287,7 +286,7 @@ pub struct Site {
 #[derive(Clone, Debug)]
 pub struct Writer {
     pub tid: i32,
-    pub comm: Option<Arc<str>>,
+    pub comm: Option<TaskComm>,
     pub sites: Vec<Site>,
 }
 
@@ -386,10 +385,10 @@ pub struct Correlator<'c> {
     /// Frames whose slot was armed again, waiting a little for their disarm.
     superseded: Vec<(u64, Frame)>,
     /// Task names, as the recording knows them at the current time.
-    names: FxHashMap<i32, Arc<str>>,
+    names: FxHashMap<i32, TaskComm>,
     /// Lowest watch id armed so far: ids below it were armed before.
     lowest_arm_id: Option<u64>,
-    writers: FxHashMap<(i32, Option<Arc<str>>), Writer>,
+    writers: FxHashMap<(i32, Option<TaskComm>), Writer>,
     summary: Summary,
     /// The first hits of each agreement other than agree.
     pub examples: Vec<MatchedHit>,
@@ -436,7 +435,7 @@ impl<'c> Correlator<'c> {
 
     /// Names known before the first event (e.g. the tracing data's saved
     /// cmdlines); later COMM records and event fields override them.
-    pub fn add_names(&mut self, names: impl IntoIterator<Item = (i32, Arc<str>)>) {
+    pub fn add_names(&mut self, names: impl IntoIterator<Item = (i32, TaskComm)>) {
         for (tid, name) in names {
             self.names.entry(tid).or_insert(name);
         }
@@ -456,7 +455,7 @@ impl<'c> Correlator<'c> {
             Event::Fork(Fork {
                 tid, parent_tid, ..
             }) => {
-                if let Some(name) = self.names.get(&parent_tid).cloned() {
+                if let Some(name) = self.names.get(&parent_tid).copied() {
                     self.names.insert(tid, name);
                 }
             }
@@ -569,9 +568,9 @@ impl<'c> Correlator<'c> {
         let time = h.ctx.time_ns;
         // The kernel's own names: the victim's, and the writer's (always
         // the task the event's pid is, even for an interrupt).
-        self.names.insert(h.victim_pid, h.victim_comm.clone());
-        if let Some(w) = &h.writer_comm {
-            self.names.insert(h.ctx.tid, w.clone());
+        self.names.insert(h.victim_pid, h.victim_comm);
+        if let Some(w) = h.writer_comm {
+            self.names.insert(h.ctx.tid, w);
         }
         let by_id = self
             .open
@@ -612,8 +611,7 @@ impl<'c> Correlator<'c> {
         };
         let writer_name = h
             .writer_comm
-            .clone()
-            .or_else(|| self.names.get(&h.ctx.tid).cloned());
+            .or_else(|| self.names.get(&h.ctx.tid).copied());
         let m = MatchedHit {
             hit: h,
             writer_name,
@@ -636,10 +634,10 @@ impl<'c> Correlator<'c> {
         }
 
         let chain = (self.writer_chain)(&m.hit);
-        let key = (m.hit.ctx.tid, m.writer_name.clone());
+        let key = (m.hit.ctx.tid, m.writer_name);
         let writer = self.writers.entry(key).or_insert_with(|| Writer {
             tid: m.hit.ctx.tid,
-            comm: m.writer_name.clone(),
+            comm: m.writer_name,
             sites: Vec::new(),
         });
         let site = match writer
@@ -700,7 +698,7 @@ impl<'c> Correlator<'c> {
             }
             frame.hit_count += 1;
             if frame.task_name.is_none() {
-                frame.task_name = Some(m.hit.victim_comm.clone());
+                frame.task_name = Some(m.hit.victim_comm);
             }
             if frame.hits.len() < HITS_KEPT {
                 frame.hits.push(m);
@@ -710,7 +708,7 @@ impl<'c> Correlator<'c> {
 
     fn close(&mut self, mut frame: Frame) {
         if frame.task_name.is_none() {
-            frame.task_name = frame.tid.and_then(|t| self.names.get(&t).cloned());
+            frame.task_name = frame.tid.and_then(|t| self.names.get(&t).copied());
         }
         if self.slot_owner.get(&frame.slot) == Some(&frame.id) && frame.end != End::StillArmed {
             self.slot_owner.remove(&frame.slot);
@@ -892,7 +890,7 @@ mod tests {
         assert_eq!(frames[0].hit_count, 1);
         assert_eq!(frames[0].verdict(), FrameVerdict::Hit);
         assert_eq!(frames[0].hits[0].agreement(), Agreement::Agree);
-        assert_eq!(frames[0].task_name.as_deref(), Some("victim"));
+        assert_eq!(frames[0].task_name, Some(TaskComm::from("victim")));
         assert_eq!(o.writers.len(), 1);
         assert_eq!(o.summary.headline(), "1 corruption of 1 victim by 1 writer");
     }
@@ -1088,7 +1086,7 @@ mod tests {
             ],
             vec![],
         );
-        assert_eq!(frames[0].task_name.as_deref(), Some("kthread-new"));
+        assert_eq!(frames[0].task_name, Some(TaskComm::from("kthread-new")));
     }
 
     #[test]

@@ -13,8 +13,10 @@
 //! same ordering, so a name is known from the moment the task had it,
 //! whichever CPU's buffer the record came in.
 
+use std::borrow::Cow;
+use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::{mpsc, Arc};
+use std::sync::mpsc;
 
 use ksw_core::events::{
     field, flags, DisarmReason, ExitState, WriterContext, ARM, DISARM, HIT, SYSTEM,
@@ -22,7 +24,6 @@ use ksw_core::events::{
 use ksw_perf::abi::{feature, record_type};
 use ksw_perf::read::Mmap;
 use ksw_perf::{DecodeError, EventFormat, Field, FieldKind, PerfFile, ReadError, Record, Sample};
-use rustc_hash::FxHashMap;
 
 use crate::mapping::Mapping;
 
@@ -70,9 +71,9 @@ pub struct Hit {
     pub old_value: u64,
     pub new_value: u64,
     pub victim_pid: i32,
-    pub victim_comm: Arc<str>,
+    pub victim_comm: TaskComm,
     /// The writer's name as the kernel saw it (absent in old recordings).
-    pub writer_comm: Option<Arc<str>>,
+    pub writer_comm: Option<TaskComm>,
     pub probe_ip: u64,
     /// What the writer ran as (absent in old recordings).
     pub context: Option<WriterContext>,
@@ -114,7 +115,7 @@ pub struct Comm {
     pub time_ns: u64,
     pub pid: i32,
     pub tid: i32,
-    pub name: Arc<str>,
+    pub name: TaskComm,
 }
 
 /// A task was created (`PERF_RECORD_FORK`): it has its parent's name until
@@ -164,7 +165,7 @@ pub struct Recording {
     /// address of `_text`, from the `[kernel.kallsyms]` MMAP record).
     pub kernel_text: Option<u64>,
     /// Task names from the tracing data's saved cmdlines.
-    pub cmdlines: Vec<(i32, Arc<str>)>,
+    pub cmdlines: Vec<(i32, TaskComm)>,
     /// The module's counters at the start and end (`ksw record` only).
     pub counters: Option<String>,
     /// Feature sections skipped because they are damaged: (name, error).
@@ -247,7 +248,7 @@ pub fn open(path: &Path) -> Result<Recording, LoadError> {
         .map(|t| {
             t.cmdlines()
                 .into_iter()
-                .map(|(pid, name)| (pid, Arc::from(name)))
+                .map(|(pid, name)| (pid, TaskComm::from(name.as_str())))
                 .collect()
         })
         .unwrap_or_default();
@@ -420,7 +421,6 @@ impl Recording {
     /// Decodes the whole file into `sink`, in time order (see [`Self::stream`]).
     fn decode(&self, mut sink: impl FnMut(Event)) -> (StreamStats, Result<(), LoadError>) {
         let mut stats = StreamStats::default();
-        let mut names = Names::default();
         // One entry per kstackwatch format (three): a scan beats hashing.
         let mut fields: Vec<FieldSet<'_>> = Vec::new();
         // Per attribute (event) of the file: its FieldSet in `fields`, or
@@ -468,7 +468,7 @@ impl Recording {
             match record {
                 Record::Comm(c) => {
                     let time = c.sample_id.time.unwrap_or(0);
-                    let name = names.intern(c.comm.as_bytes());
+                    let name = TaskComm::new(c.comm.as_bytes());
                     queue.push(
                         time,
                         Event::Comm(Comm {
@@ -535,7 +535,7 @@ impl Recording {
                     let Some(set) = index.map(|i| &fields[i]) else {
                         continue;
                     };
-                    match decode_sample(&s, set, &mut names) {
+                    match decode_sample(&s, set) {
                         Ok(Some(event)) => {
                             queue.push(event.time_ns(), event);
                             stats.events += 1;
@@ -555,46 +555,63 @@ impl Recording {
     }
 }
 
-/// Task names seen in the recording, shared: a recording repeats a few
-/// names in every hit, and a shared one costs no allocation. Names are
-/// arbitrary bytes; they are shown lossily.
-#[derive(Default)]
-struct Names {
-    all: FxHashMap<Box<[u8]>, Arc<str>>,
-    /// The last few names (task names are at most 16 bytes): most hits
-    /// repeat them, and comparing two arrays beats hashing.
-    recent: [([u8; 16], Option<Arc<str>>); 4],
-    next: usize,
+/// A task's name as the kernel keeps it (`comm`: at most 16 bytes, up to
+/// its first NUL), held inline and copied. Not a shared string: events
+/// are decoded on one thread and reported on another, and a shared
+/// name's reference count would bounce between the two CPUs at every
+/// hit. Names are arbitrary bytes; they are shown lossily.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TaskComm {
+    bytes: [u8; TaskComm::MAX],
+    len: u8,
 }
 
-impl Names {
-    fn intern(&mut self, name: &[u8]) -> Arc<str> {
-        let end = name.iter().position(|&b| b == 0).unwrap_or(name.len());
-        let name = &name[..end];
-        let key = (name.len() < 16).then(|| {
-            let mut k = [0u8; 16];
-            k[..name.len()].copy_from_slice(name);
-            k[15] = name.len() as u8;
-            k
-        });
-        if let Some(k) = key {
-            if let Some((_, Some(a))) = self.recent.iter().find(|(r, a)| a.is_some() && *r == k) {
-                return a.clone();
-            }
+impl TaskComm {
+    /// `TASK_COMM_LEN`; a longer name (never from the kernel) is cut.
+    pub const MAX: usize = 16;
+
+    pub fn new(raw: &[u8]) -> TaskComm {
+        let end = raw.iter().position(|&b| b == 0).unwrap_or(raw.len());
+        let len = end.min(Self::MAX);
+        let mut bytes = [0u8; Self::MAX];
+        bytes[..len].copy_from_slice(&raw[..len]);
+        TaskComm {
+            bytes,
+            len: len as u8,
         }
-        let arc = match self.all.get(name) {
-            Some(known) => known.clone(),
-            None => {
-                let new: Arc<str> = Arc::from(String::from_utf8_lossy(name));
-                self.all.insert(name.into(), new.clone());
-                new
-            }
-        };
-        if let Some(k) = key {
-            self.recent[self.next] = (k, Some(arc.clone()));
-            self.next = (self.next + 1) % self.recent.len();
-        }
-        arc
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..usize::from(self.len)]
+    }
+
+    /// The name as text (invalid UTF-8 replaced).
+    pub fn to_str(&self) -> Cow<'_, str> {
+        String::from_utf8_lossy(self.as_bytes())
+    }
+}
+
+impl From<&str> for TaskComm {
+    fn from(name: &str) -> TaskComm {
+        TaskComm::new(name.as_bytes())
+    }
+}
+
+impl fmt::Display for TaskComm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_str())
+    }
+}
+
+impl fmt::Debug for TaskComm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.to_str(), f)
+    }
+}
+
+impl PartialEq<&str> for TaskComm {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_bytes() == other.as_bytes()
     }
 }
 
@@ -763,11 +780,7 @@ impl<'f> FieldSet<'f> {
     }
 }
 
-fn decode_sample<'f>(
-    s: &Sample<'f>,
-    set: &FieldSet<'f>,
-    names: &mut Names,
-) -> Result<Option<Event>, LoadError> {
+fn decode_sample<'f>(s: &Sample<'f>, set: &FieldSet<'f>) -> Result<Option<Event>, LoadError> {
     let Some(name) = set.name else {
         return Ok(None);
     };
@@ -818,9 +831,11 @@ fn decode_sample<'f>(
         }),
         HIT => {
             let flags_v = optional(at!(field::FLAGS))? as u8;
-            let victim_comm = names.intern(set.text(at!(field::VICTIM_COMM), raw).map_err(err)?);
+            let victim_comm = TaskComm::new(set.text(at!(field::VICTIM_COMM), raw).map_err(err)?);
             let writer_comm = if set.has(at!(field::WRITER_COMM)) {
-                Some(names.intern(set.text(at!(field::WRITER_COMM), raw).map_err(err)?))
+                Some(TaskComm::new(
+                    set.text(at!(field::WRITER_COMM), raw).map_err(err)?,
+                ))
             } else {
                 None
             };

@@ -9,11 +9,11 @@
 //! [`SCHEMA_VERSION`]); a damaged record mid-file still ends it properly,
 //! with an `error` member.
 
+use std::borrow::Cow;
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::io::{self, Write};
 use std::rc::Rc;
-use std::sync::Arc;
 
 use ksw_core::events::ExitState;
 use serde::ser::{SerializeMap, SerializeSeq};
@@ -23,7 +23,7 @@ use crate::correlate::{
     self, Agreement, End, Frame, FrameVerdict, MatchedHit, MissingArm, Outcome, Summary, TimeMatch,
     Writer,
 };
-use crate::events::{Hit, Recording, StreamStats};
+use crate::events::{Hit, Recording, StreamStats, TaskComm};
 use crate::graph::{Anchor, Graph};
 use crate::sweep::{self, SweepAnalysis, SweepTally};
 use crate::symbols::{self, Symbols};
@@ -96,7 +96,20 @@ impl Put for Vec<u8> {
 
     #[inline]
     fn put_u64(&mut self, v: u64) -> &mut Self {
-        self.put(itoa::Buffer::new().format(v))
+        // Digits written right to left into a fixed buffer, then a copy
+        // of the whole buffer (a fixed-size copy is a few moves, a copy of
+        // the digits alone a call into memcpy) and the tail cut off.
+        let digits = decimal_digits(v);
+        let mut buf = [b'0'; 20];
+        let mut rest = v;
+        for slot in buf[..digits].iter_mut().rev() {
+            *slot = b'0' + (rest % 10) as u8;
+            rest /= 10;
+        }
+        let len = self.len();
+        self.extend_from_slice(&buf);
+        self.truncate(len + digits);
+        self
     }
 
     #[inline]
@@ -106,8 +119,19 @@ impl Put for Vec<u8> {
 
     #[inline]
     fn put_hex(&mut self, v: u64) -> &mut Self {
-        let mut buf = [0u8; 18];
-        self.extend_from_slice(Hex(v).bytes_into(&mut buf));
+        // As put_u64: a fixed-size copy, then the tail cut off.
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        let digits = (64 - (v | 1).leading_zeros() as usize).div_ceil(4);
+        let mut buf = [b'0'; 18];
+        buf[1] = b'x';
+        let mut rest = v;
+        for slot in buf[2..2 + digits].iter_mut().rev() {
+            *slot = DIGITS[(rest & 15) as usize];
+            rest >>= 4;
+        }
+        let len = self.len();
+        self.extend_from_slice(&buf);
+        self.truncate(len + 2 + digits);
         self
     }
 
@@ -138,6 +162,18 @@ impl Put for Vec<u8> {
             Shown::Unknown => self.put("?"),
         }
     }
+}
+
+/// How many decimal digits `v` has (1 for 0).
+#[inline]
+fn decimal_digits(v: u64) -> usize {
+    let mut digits = 1;
+    let mut bound = 10u64;
+    while digits < 20 && v >= bound {
+        digits += 1;
+        bound = bound.saturating_mul(10);
+    }
+    digits
 }
 
 /// `v` with leading zeros to `width` digits.
@@ -324,7 +360,7 @@ pub fn writer_label(m: &MatchedHit) -> String {
 
 fn put_writer_label(o: &mut Vec<u8>, m: &MatchedHit) {
     let task = |o: &mut Vec<u8>| {
-        o.put(name_or_unknown(&m.writer_name))
+        o.put(&name_or_unknown(&m.writer_name))
             .put("/")
             .put_i64(m.hit.ctx.tid.into());
     };
@@ -359,8 +395,8 @@ fn context_note(h: &Hit) -> String {
     }
 }
 
-fn name_or_unknown(n: &Option<Arc<str>>) -> &str {
-    n.as_deref().unwrap_or("?")
+fn name_or_unknown(n: &Option<TaskComm>) -> Cow<'_, str> {
+    n.as_ref().map_or(Cow::Borrowed("?"), TaskComm::to_str)
 }
 
 /// Turns correlator output into text or JSON.
@@ -430,7 +466,7 @@ impl Renderer<'_> {
                 .put(")\n"),
         };
         o.put("    task     ")
-            .put(name_or_unknown(&f.task_name))
+            .put(&name_or_unknown(&f.task_name))
             .put("/");
         match f.tid {
             Some(t) => o.put_i64(t.into()),
@@ -678,7 +714,7 @@ impl<'o> Obj<'o> {
     }
 
     /// `key` is `"name":` ([`k!`]).
-    #[inline]
+    #[inline(always)]
     fn key(&mut self, key: &'static str) -> &mut Vec<u8> {
         if !self.first {
             self.o.push(b',');
@@ -687,17 +723,19 @@ impl<'o> Obj<'o> {
         self.o.put(key)
     }
 
-    #[inline]
+    #[inline(always)]
     fn u64(&mut self, key: &'static str, v: u64) -> &mut Self {
         self.key(key).put_u64(v);
         self
     }
 
+    #[inline(always)]
     fn i64(&mut self, key: &'static str, v: i64) -> &mut Self {
         self.key(key).put_i64(v);
         self
     }
 
+    #[inline(always)]
     fn opt_u64(&mut self, key: &'static str, v: Option<u64>) -> &mut Self {
         match v {
             Some(v) => self.u64(key, v),
@@ -705,24 +743,25 @@ impl<'o> Obj<'o> {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn null(&mut self, key: &'static str) -> &mut Self {
         self.key(key).put("null");
         self
     }
 
-    #[inline]
+    #[inline(always)]
     fn bool(&mut self, key: &'static str, v: bool) -> &mut Self {
         self.key(key).put(if v { "true" } else { "false" });
         self
     }
 
-    #[inline]
+    #[inline(always)]
     fn str(&mut self, key: &'static str, v: &str) -> &mut Self {
         put_json_str(self.key(key), v);
         self
     }
 
+    #[inline(always)]
     fn opt_str(&mut self, key: &'static str, v: Option<&str>) -> &mut Self {
         match v {
             Some(v) => self.str(key, v),
@@ -730,12 +769,13 @@ impl<'o> Obj<'o> {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn hex(&mut self, key: &'static str, v: u64) -> &mut Self {
         self.key(key).put("\"").put_hex(v).put("\"");
         self
     }
 
+    #[inline(always)]
     fn shown(&mut self, key: &'static str, v: &Shown) -> &mut Self {
         match v {
             Shown::Value(v) => self.hex(key, *v),
@@ -745,11 +785,12 @@ impl<'o> Obj<'o> {
     }
 
     /// `{"pid":..,"comm":..}`
-    fn task(&mut self, key: &'static str, pid: i32, comm: Option<&str>) -> &mut Self {
+    #[inline(always)]
+    fn task(&mut self, key: &'static str, pid: i32, comm: Option<&TaskComm>) -> &mut Self {
         let o = self.key(key);
         Obj::new(o)
             .i64(k!("pid"), pid.into())
-            .opt_str(k!("comm"), comm)
+            .opt_str(k!("comm"), comm.map(TaskComm::to_str).as_deref())
             .end();
         self
     }
@@ -815,7 +856,7 @@ fn hit_json(o: &mut Vec<u8>, r: &Renderer<'_>, m: &MatchedHit) {
         .u64(k!("id"), h.id)
         .u64(k!("time_ns"), h.ctx.time_ns)
         .opt_u64(k!("cpu"), h.ctx.cpu.map(u64::from))
-        .task(k!("writer"), h.ctx.tid, m.writer_name.as_deref())
+        .task(k!("writer"), h.ctx.tid, m.writer_name.as_ref())
         .str(k!("instruction"), &r.symbols.describe(h.writer_ip))
         .hex(k!("instruction_addr"), h.writer_ip)
         .hex(k!("address"), h.addr)
@@ -907,7 +948,7 @@ pub fn frame_json(o: &mut Vec<u8>, r: &Renderer<'_>, f: &Frame) {
     .opt_u64(k!("depth"), a.map(|a| a.depth.into()))
     .opt_u64(k!("spec"), a.map(|a| a.spec.into()))
     .u64(k!("slot"), f.slot.into())
-    .task(k!("task"), f.tid.unwrap_or(-1), f.task_name.as_deref())
+    .task(k!("task"), f.tid.unwrap_or(-1), f.task_name.as_ref())
     .opt_u64(k!("cpu"), a.and_then(|a| a.ctx.cpu).map(u64::from))
     .hex(k!("address"), f.addr)
     .u64(k!("len"), f.len.into())
@@ -1568,7 +1609,7 @@ type StreamDone = (StreamStats, Result<(), crate::events::LoadError>, Outcome);
 #[derive(Serialize)]
 struct Task<'t> {
     pid: i32,
-    comm: Option<&'t str>,
+    comm: Option<Cow<'t, str>>,
 }
 
 struct WriterJson<'w>(&'w Renderer<'w>, &'w Writer);
@@ -1581,7 +1622,7 @@ impl Serialize for WriterJson<'_> {
             "task",
             &Task {
                 pid: w.tid,
-                comm: w.comm.as_deref(),
+                comm: w.comm.as_ref().map(TaskComm::to_str),
             },
         )?;
         m.serialize_entry("hits", &w.hit_count())?;
@@ -1811,6 +1852,32 @@ mod tests {
         assert_eq!(text(dur, 6_500), "6.500 us");
         assert_eq!(text(dur, 0), "0.000 us");
         assert_eq!(text(dur, u64::MAX), "18446744073709.552 ms");
+    }
+
+    #[test]
+    fn numbers_as_format_writes_them() {
+        let mut values = vec![0u64, u64::MAX, u64::MAX - 1];
+        for shift in 0..64 {
+            values.extend([1u64 << shift, (1u64 << shift) - 1]);
+        }
+        let mut ten = 1u64;
+        while let Some(next) = ten.checked_mul(10) {
+            values.extend([ten, ten - 1, ten + 1]);
+            ten = next;
+        }
+        values.extend([ten, ten - 1, ten + 1]);
+        for v in values {
+            let mut o = Vec::new();
+            o.put_u64(v)
+                .put(" ")
+                .put_hex(v)
+                .put(" ")
+                .put_i64((v as i64).wrapping_neg());
+            assert_eq!(
+                String::from_utf8(o).unwrap(),
+                format!("{v} {v:#x} {}", (v as i64).wrapping_neg())
+            );
+        }
     }
 
     #[test]

@@ -849,7 +849,7 @@ impl VictimExample {
     fn of(f: &Frame) -> VictimExample {
         VictimExample {
             pid: f.tid.unwrap_or(-1),
-            comm: f.task_name.as_deref().map(str::to_string),
+            comm: f.task_name.map(|n| n.to_string()),
             depth: f.arm.as_ref().map(|a| a.depth),
             writer: f.hits.first().map(writer_words),
         }
