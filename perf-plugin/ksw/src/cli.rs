@@ -255,10 +255,7 @@ pub fn run_report(args: &ReportArgs) -> Result<(), Error> {
         None => None,
     };
     let path_text = graph_path.as_ref().map(|p| p.display().to_string());
-    let renderer = report::Renderer {
-        symbols: &symbols,
-        graph: path_text.as_deref().zip(graph.as_ref()),
-    };
+    let renderer = report::Renderer::new(&symbols, path_text.as_deref().zip(graph.as_ref()));
     let mut stdout = io::BufWriter::with_capacity(1 << 17, io::stdout().lock());
     let written = match args.format {
         Format::Text => report::run_text(&mut stdout, &recording, &renderer, args.max_frames),

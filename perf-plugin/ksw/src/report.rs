@@ -23,10 +23,19 @@ use crate::correlate::{
     self, Agreement, End, Frame, FrameVerdict, MatchedHit, MissingArm, Outcome, Summary, TimeMatch,
     Writer,
 };
+use rustc_hash::FxHashMap;
+
 use crate::events::{Hit, Recording, StreamStats, TaskComm};
 use crate::graph::{Anchor, Graph};
 use crate::sweep::{self, SweepAnalysis, SweepTally};
 use crate::symbols::{self, Symbols};
+
+/// A JSON object key as [`Obj`] writes it: `"name":`.
+macro_rules! k {
+    ($name:literal) => {
+        concat!("\"", $name, "\":")
+    };
+}
 
 /// Version of the JSON document's layout (`schema_version`).
 pub const SCHEMA_VERSION: u32 = 2;
@@ -404,6 +413,54 @@ fn name_or_unknown(n: &Option<TaskComm>) -> Cow<'_, str> {
 pub struct Renderer<'a> {
     pub symbols: &'a Symbols,
     pub graph: Option<(&'a str, &'a Graph)>,
+    /// JSON members that depend on one address only, written once per
+    /// address: a recording has few probe points and writer sites and
+    /// hundreds of thousands of frames.
+    fragments: RefCell<FxHashMap<(u64, Fragment), Box<[u8]>>>,
+}
+
+/// Which members a cached JSON fragment holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Fragment {
+    /// `"function":..,"probe":..,"probe_addr":..` of a probe address.
+    Probe,
+    /// `"instruction":..,"instruction_addr":..` of a writer's address.
+    Instruction,
+}
+
+impl<'a> Renderer<'a> {
+    pub fn new(symbols: &'a Symbols, graph: Option<(&'a str, &'a Graph)>) -> Renderer<'a> {
+        Renderer {
+            symbols,
+            graph,
+            fragments: RefCell::default(),
+        }
+    }
+
+    /// Appends the members `kind` of `addr` to `obj`.
+    fn put_fragment(&self, obj: &mut Obj<'_>, kind: Fragment, addr: u64) {
+        let mut fragments = self.fragments.borrow_mut();
+        let fragment = fragments.entry((addr, kind)).or_insert_with(|| {
+            let mut o = Vec::new();
+            let mut members = Obj::new(&mut o);
+            match kind {
+                Fragment::Probe => {
+                    members
+                        .opt_str(k!("function"), self.symbols.function_name(addr).as_deref())
+                        .str(k!("probe"), &self.symbols.describe(addr))
+                        .hex(k!("probe_addr"), addr);
+                }
+                Fragment::Instruction => {
+                    members
+                        .str(k!("instruction"), &self.symbols.describe(addr))
+                        .hex(k!("instruction_addr"), addr);
+                }
+            }
+            // The members without the braces Obj::new wrote.
+            o.split_off(1).into_boxed_slice()
+        });
+        obj.members(fragment);
+    }
 }
 
 impl Renderer<'_> {
@@ -691,13 +748,6 @@ impl Serialize for HitJson<'_> {
     }
 }
 
-/// A JSON object key as [`Obj`] writes it: `"name":`.
-macro_rules! k {
-    ($name:literal) => {
-        concat!("\"", $name, "\":")
-    };
-}
-
 /// A JSON object written straight into the output: a full listing writes
 /// ~1 KB of JSON per frame, and serde's generic path (every key escaped,
 /// every value through a trait object) was most of the report's time.
@@ -795,6 +845,16 @@ impl<'o> Obj<'o> {
         self
     }
 
+    /// Members already written (`"a":1,"b":2`).
+    fn members(&mut self, members: &[u8]) -> &mut Self {
+        if !self.first {
+            self.o.push(b',');
+        }
+        self.first = false;
+        self.o.extend_from_slice(members);
+        self
+    }
+
     /// A member written by serde (rare ones: function_graph output).
     fn serde(&mut self, key: &'static str, v: &impl Serialize) -> &mut Self {
         let o = self.key(key);
@@ -852,14 +912,13 @@ fn put_json_str(o: &mut Vec<u8>, s: &str) {
 
 fn hit_json(o: &mut Vec<u8>, r: &Renderer<'_>, m: &MatchedHit) {
     let h = &m.hit;
-    Obj::new(o)
-        .u64(k!("id"), h.id)
+    let mut obj = Obj::new(o);
+    obj.u64(k!("id"), h.id)
         .u64(k!("time_ns"), h.ctx.time_ns)
         .opt_u64(k!("cpu"), h.ctx.cpu.map(u64::from))
-        .task(k!("writer"), h.ctx.tid, m.writer_name.as_ref())
-        .str(k!("instruction"), &r.symbols.describe(h.writer_ip))
-        .hex(k!("instruction_addr"), h.writer_ip)
-        .hex(k!("address"), h.addr)
+        .task(k!("writer"), h.ctx.tid, m.writer_name.as_ref());
+    r.put_fragment(&mut obj, Fragment::Instruction, h.writer_ip);
+    obj.hex(k!("address"), h.addr)
         .shown(k!("old_value"), &shown(h.old_value, h.old_is_canary))
         .shown(k!("new_value"), &shown(h.new_value, h.new_is_canary))
         .opt_str(k!("context"), h.context.map(|c| c.as_str()))
@@ -922,21 +981,15 @@ impl Serialize for Hits<'_> {
 pub fn frame_json(o: &mut Vec<u8>, r: &Renderer<'_>, f: &Frame) {
     let a = f.arm.as_ref();
     let mut obj = Obj::new(o);
-    obj.u64(k!("id"), f.id)
-        .opt_str(
-            k!("function"),
-            f.probe_ip
-                .and_then(|ip| r.symbols.function_name(ip))
-                .as_deref(),
-        )
-        .opt_str(
-            k!("probe"),
-            f.probe_ip.map(|ip| r.symbols.describe(ip)).as_deref(),
-        );
+    obj.u64(k!("id"), f.id);
     match f.probe_ip {
-        Some(ip) => obj.hex(k!("probe_addr"), ip),
-        None => obj.null(k!("probe_addr")),
-    };
+        Some(ip) => r.put_fragment(&mut obj, Fragment::Probe, ip),
+        None => {
+            obj.null(k!("function"))
+                .null(k!("probe"))
+                .null(k!("probe_addr"));
+        }
+    }
     obj.str(
         k!("arm"),
         match (a, f.missing_arm) {

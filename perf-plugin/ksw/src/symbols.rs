@@ -53,6 +53,7 @@ pub struct Symbols {
 const IP: u8 = 0;
 const RETURN: u8 = 1;
 const FUNCTION: u8 = 2;
+const FUNCTION_NAME: u8 = 3;
 
 impl Symbols {
     pub fn new(table: Kallsyms, source: Source) -> Symbols {
@@ -155,7 +156,15 @@ impl Symbols {
 
     /// The function an address is in, if the table knows it.
     pub fn function_name(&self, addr: u64) -> Option<Rc<str>> {
-        self.table.resolve(addr).map(|_| self.function(addr))
+        // Cached like the others; "" stands for "not in the table" (no
+        // function is named "").
+        let name = self.cached(addr, FUNCTION_NAME, || {
+            self.table
+                .resolve(addr)
+                .map(|_| self.function(addr).to_string())
+                .unwrap_or_default()
+        });
+        (!name.is_empty()).then_some(name)
     }
 
     /// For a return address in a call chain (see `ksw_symbols`).
