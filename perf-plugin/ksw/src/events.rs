@@ -587,7 +587,10 @@ impl TaskComm {
 
     /// The name as text (invalid UTF-8 replaced).
     pub fn to_str(&self) -> Cow<'_, str> {
-        String::from_utf8_lossy(self.as_bytes())
+        match std::str::from_utf8(self.as_bytes()) {
+            Ok(text) => Cow::Borrowed(text),
+            Err(_) => String::from_utf8_lossy(self.as_bytes()),
+        }
     }
 }
 

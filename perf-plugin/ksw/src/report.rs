@@ -105,15 +105,22 @@ impl Put for Vec<u8> {
 
     #[inline]
     fn put_u64(&mut self, v: u64) -> &mut Self {
-        // Digits written right to left into a fixed buffer, then a copy
-        // of the whole buffer (a fixed-size copy is a few moves, a copy of
-        // the digits alone a call into memcpy) and the tail cut off.
+        // Digits written right to left, two at a time, into a fixed
+        // buffer, then a copy of the whole buffer (a fixed-size copy is a
+        // few moves, a copy of the digits alone a call into memcpy) and
+        // the tail cut off.
         let digits = decimal_digits(v);
         let mut buf = [b'0'; 20];
         let mut rest = v;
-        for slot in buf[..digits].iter_mut().rev() {
-            *slot = b'0' + (rest % 10) as u8;
-            rest /= 10;
+        let mut at = digits;
+        while at >= 2 {
+            let pair = usize::try_from(rest % 100).unwrap_or(0) * 2;
+            buf[at - 2..at].copy_from_slice(&DECIMAL_PAIRS[pair..pair + 2]);
+            rest /= 100;
+            at -= 2;
+        }
+        if at == 1 {
+            buf[0] = b'0' + (rest % 10) as u8;
         }
         let len = self.len();
         self.extend_from_slice(&buf);
@@ -123,20 +130,28 @@ impl Put for Vec<u8> {
 
     #[inline]
     fn put_i64(&mut self, v: i64) -> &mut Self {
-        self.put(itoa::Buffer::new().format(v))
+        if v < 0 {
+            self.push(b'-');
+        }
+        self.put_u64(v.unsigned_abs())
     }
 
     #[inline]
     fn put_hex(&mut self, v: u64) -> &mut Self {
-        // As put_u64: a fixed-size copy, then the tail cut off.
-        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        // As put_u64, a byte (two digits) at a time.
         let digits = (64 - (v | 1).leading_zeros() as usize).div_ceil(4);
         let mut buf = [b'0'; 18];
         buf[1] = b'x';
         let mut rest = v;
-        for slot in buf[2..2 + digits].iter_mut().rev() {
-            *slot = DIGITS[(rest & 15) as usize];
-            rest >>= 4;
+        let mut at = 2 + digits;
+        while at >= 4 {
+            let pair = (rest & 0xff) as usize * 2;
+            buf[at - 2..at].copy_from_slice(&HEX_PAIRS[pair..pair + 2]);
+            rest >>= 8;
+            at -= 2;
+        }
+        if at == 3 {
+            buf[2] = HEX_PAIRS[(rest & 0xf) as usize * 2 + 1];
         }
         let len = self.len();
         self.extend_from_slice(&buf);
@@ -172,6 +187,31 @@ impl Put for Vec<u8> {
         }
     }
 }
+
+/// "00" "01" .. "99".
+const DECIMAL_PAIRS: [u8; 200] = {
+    let mut t = [0u8; 200];
+    let mut i = 0;
+    while i < 100 {
+        t[2 * i] = b'0' + (i / 10) as u8;
+        t[2 * i + 1] = b'0' + (i % 10) as u8;
+        i += 1;
+    }
+    t
+};
+
+/// "00" "01" .. "ff".
+const HEX_PAIRS: [u8; 512] = {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut t = [0u8; 512];
+    let mut i = 0;
+    while i < 256 {
+        t[2 * i] = DIGITS[i >> 4];
+        t[2 * i + 1] = DIGITS[i & 15];
+        i += 1;
+    }
+    t
+};
 
 /// How many decimal digits `v` has (1 for 0).
 #[inline]
