@@ -456,8 +456,11 @@ pub struct Renderer<'a> {
     /// JSON members that depend on one address only, written once per
     /// address: a recording has few probe points and writer sites and
     /// hundreds of thousands of frames.
-    fragments: RefCell<FxHashMap<(u64, Fragment), Box<[u8]>>>,
+    fragments: RefCell<Fragments>,
 }
+
+/// Written JSON members by (address, which members).
+type Fragments = FxHashMap<(u64, Fragment), Box<[u8]>>;
 
 /// Which members a cached JSON fragment holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
