@@ -687,7 +687,9 @@ struct Slot<'f> {
     field: &'f Field,
     start: usize,
     size: usize,
+    /// A little-endian integer of 1, 2, 4 or 8 bytes.
     integer: bool,
+    signed: bool,
 }
 
 /// `N` bytes of `raw` at `at`, if there are that many.
@@ -696,24 +698,44 @@ fn le<const N: usize>(raw: &[u8], at: usize) -> Option<[u8; N]> {
     raw.get(at..at.checked_add(N)?)?.try_into().ok()
 }
 
+/// The three kstackwatch events (matched once per format, not by name
+/// at every sample).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Arm,
+    Hit,
+    Disarm,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Arm => ARM,
+            Kind::Hit => HIT,
+            Kind::Disarm => DISARM,
+        }
+    }
+}
+
 /// The fields of one kstackwatch event format, looked up by name once.
 struct FieldSet<'f> {
     format: &'f EventFormat,
-    name: Option<&'static str>,
+    /// Which kstackwatch event, None for another of the system.
+    kind: Option<Kind>,
     fields: [Option<Slot<'f>>; NAMES.len()],
 }
 
 impl<'f> FieldSet<'f> {
     fn new(format: &'f EventFormat) -> FieldSet<'f> {
         let name = match format.name.as_str() {
-            n if n == ARM => Some(ARM),
-            n if n == HIT => Some(HIT),
-            n if n == DISARM => Some(DISARM),
+            n if n == ARM => Some(Kind::Arm),
+            n if n == HIT => Some(Kind::Hit),
+            n if n == DISARM => Some(Kind::Disarm),
             _ => None,
         };
         FieldSet {
             format,
-            name,
+            kind: name,
             fields: NAMES.map(|n| {
                 format.field(n).map(|field| Slot {
                     field,
@@ -722,6 +744,7 @@ impl<'f> FieldSet<'f> {
                     integer: field.kind == FieldKind::Integer
                         && matches!(field.size, 1 | 2 | 4 | 8)
                         && !format.big_endian,
+                    signed: field.signed,
                 })
             }),
         }
@@ -734,31 +757,41 @@ impl<'f> FieldSet<'f> {
         }
     }
 
-    /// Integer field `NAMES[index]` of `raw`, as u64 bits.
-    #[inline]
+    /// Integer field `NAMES[index]` of `raw`, as u64 bits. Inlined into
+    /// the decoder with a constant index, this is a load or two; anything
+    /// unusual goes the general way.
+    #[inline(always)]
     fn int(&self, index: usize, raw: &'f [u8]) -> Result<u64, DecodeError> {
+        if let Some(slot) = &self.fields[index] {
+            if slot.integer {
+                let at = slot.start;
+                // One fixed-size load per width: a copy of a run-time
+                // length would be a libc call per field.
+                let v = match slot.size {
+                    1 => raw.get(at).map(|&b| u64::from(b)),
+                    2 => le::<2>(raw, at).map(|b| u64::from(u16::from_le_bytes(b))),
+                    4 => le::<4>(raw, at).map(|b| u64::from(u32::from_le_bytes(b))),
+                    _ => le::<8>(raw, at).map(u64::from_le_bytes),
+                };
+                if let Some(v) = v {
+                    return Ok(if slot.signed && slot.size < 8 {
+                        let shift = 64 - 8 * slot.size as u32;
+                        (((v << shift) as i64) >> shift) as u64
+                    } else {
+                        v
+                    });
+                }
+            }
+        }
+        self.int_slow(index, raw)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn int_slow(&self, index: usize, raw: &'f [u8]) -> Result<u64, DecodeError> {
         let Some(slot) = self.fields[index] else {
             return Err(self.missing(index));
         };
-        if slot.integer {
-            // One fixed-size load per width: a copy of a run-time length
-            // would be a libc call per field.
-            let at = slot.start;
-            let v = match slot.size {
-                1 => raw.get(at).map(|&b| u64::from(b)),
-                2 => le::<2>(raw, at).map(|b| u64::from(u16::from_le_bytes(b))),
-                4 => le::<4>(raw, at).map(|b| u64::from(u32::from_le_bytes(b))),
-                _ => le::<8>(raw, at).map(u64::from_le_bytes),
-            };
-            if let Some(v) = v {
-                return Ok(if slot.field.signed && slot.size < 8 {
-                    let shift = 64 - 8 * slot.size as u32;
-                    (((v << shift) as i64) >> shift) as u64
-                } else {
-                    v
-                });
-            }
-        }
         let v = slot.field.value(raw, self.format.big_endian)?;
         v.as_u64().ok_or_else(|| DecodeError::NotInteger {
             field: NAMES[index].to_string(),
@@ -784,9 +817,10 @@ impl<'f> FieldSet<'f> {
 }
 
 fn decode_sample<'f>(s: &Sample<'f>, set: &FieldSet<'f>) -> Result<Option<Event>, LoadError> {
-    let Some(name) = set.name else {
+    let Some(kind) = set.kind else {
         return Ok(None);
     };
+    let name = kind.name();
     let err = |source: DecodeError| LoadError::Field {
         offset: s.offset,
         event: name,
@@ -818,8 +852,8 @@ fn decode_sample<'f>(s: &Sample<'f>, set: &FieldSet<'f>) -> Result<Option<Event>
         },
         offset: s.offset,
     };
-    let event = match name {
-        ARM => Event::Arm(Arm {
+    let event = match kind {
+        Kind::Arm => Event::Arm(Arm {
             id: u(at!(field::ID))?,
             slot: u(at!(field::SLOT))? as u8,
             spec: u(at!(field::SPEC))? as u8,
@@ -832,7 +866,7 @@ fn decode_sample<'f>(s: &Sample<'f>, set: &FieldSet<'f>) -> Result<Option<Event>
             canary: optional(at!(field::FLAGS))? as u8 & flags::ARM_CANARY != 0,
             ctx,
         }),
-        HIT => {
+        Kind::Hit => {
             let flags_v = optional(at!(field::FLAGS))? as u8;
             let victim_comm = TaskComm::new(set.text(at!(field::VICTIM_COMM), raw).map_err(err)?);
             let writer_comm = if set.has(at!(field::WRITER_COMM)) {
@@ -866,7 +900,7 @@ fn decode_sample<'f>(s: &Sample<'f>, set: &FieldSet<'f>) -> Result<Option<Event>
                 ctx,
             })
         }
-        _ => {
+        Kind::Disarm => {
             let flags_v = optional(at!(field::FLAGS))? as u8;
             Event::Disarm(Disarm {
                 id: u(at!(field::ID))?,
