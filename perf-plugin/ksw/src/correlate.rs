@@ -377,13 +377,41 @@ fn same_chain(a: &[u64], b: &[u64]) -> bool {
 /// Cuts a hit's recorded call chain to the writer's part.
 type ChainFn<'c> = Box<dyn Fn(&Hit) -> &[u64] + 'c>;
 
+/// The frames not yet closed, each written once into a slot of `frames`
+/// and handed out by reference: a frame is ~300 bytes, and moving it into
+/// a map, out of it and into the callback was a copy each time.
+#[derive(Default)]
+struct Frames {
+    frames: Vec<Frame>,
+    /// Slots of `frames` whose frame was closed, for reuse.
+    free: Vec<usize>,
+}
+
+impl Frames {
+    fn insert(&mut self, frame: Frame) -> usize {
+        match self.free.pop() {
+            Some(slot) => {
+                self.frames[slot] = frame;
+                slot
+            }
+            None => {
+                self.frames.push(frame);
+                self.frames.len() - 1
+            }
+        }
+    }
+}
+
 /// Consumes the event stream; closed frames go to the `on_frame` callback.
 pub struct Correlator<'c> {
-    open: FxHashMap<u64, Frame>,
+    frames: Frames,
+    /// Open frames: watch id to slot in `frames`.
+    open: FxHashMap<u64, usize>,
     /// The frame last armed (or, without an arm, last hit) on each slot.
     slot_owner: FxHashMap<u8, u64>,
-    /// Frames whose slot was armed again, waiting a little for their disarm.
-    superseded: Vec<(u64, Frame)>,
+    /// Frames whose slot was armed again, waiting a little for their
+    /// disarm: (time of the re-arm, slot in `frames`).
+    superseded: Vec<(u64, usize)>,
     /// Task names, as the recording knows them at the current time.
     names: FxHashMap<i32, TaskComm>,
     /// Lowest watch id armed so far: ids below it were armed before.
@@ -393,7 +421,7 @@ pub struct Correlator<'c> {
     /// The first hits of each agreement other than agree.
     pub examples: Vec<MatchedHit>,
     writer_chain: ChainFn<'c>,
-    on_frame: Box<dyn FnMut(Frame) + 'c>,
+    on_frame: Box<dyn FnMut(&Frame) + 'c>,
 }
 
 impl std::fmt::Debug for Correlator<'_> {
@@ -417,9 +445,10 @@ pub struct Outcome {
 impl<'c> Correlator<'c> {
     pub fn new(
         writer_chain: impl Fn(&Hit) -> &[u64] + 'c,
-        on_frame: impl FnMut(Frame) + 'c,
+        on_frame: impl FnMut(&Frame) + 'c,
     ) -> Correlator<'c> {
         Correlator {
+            frames: Frames::default(),
             open: FxHashMap::default(),
             slot_owner: FxHashMap::default(),
             superseded: Vec::new(),
@@ -462,13 +491,21 @@ impl<'c> Correlator<'c> {
         }
     }
 
+    fn frame(&self, slot: usize) -> &Frame {
+        &self.frames.frames[slot]
+    }
+
+    fn frame_mut(&mut self, slot: usize) -> &mut Frame {
+        &mut self.frames.frames[slot]
+    }
+
     fn expire_superseded(&mut self, now: u64) {
         let mut i = 0;
         while i < self.superseded.len() {
             if now > self.superseded[i].0.saturating_add(SUPERSEDE_GRACE_NS) {
-                let (at, mut frame) = self.superseded.swap_remove(i);
-                frame.end = End::DisarmLost(at);
-                self.close(frame);
+                let (at, slot) = self.superseded.swap_remove(i);
+                self.frame_mut(slot).end = End::DisarmLost(at);
+                self.close(slot);
             } else {
                 i += 1;
             }
@@ -477,24 +514,35 @@ impl<'c> Correlator<'c> {
 
     /// Moves the open frame `id` aside: its slot was armed again at `at`.
     fn supersede(&mut self, id: u64, at: u64) {
-        if let Some(frame) = self.open.remove(&id) {
-            // A frame superseded before on the same slot cannot still be
-            // waiting for its disarm: two arms came after it.
-            let slot = frame.slot;
-            if let Some(i) = self.superseded.iter().position(|(_, f)| f.slot == slot) {
-                let (old_at, mut old) = self.superseded.swap_remove(i);
-                old.end = End::DisarmLost(old_at);
+        if let Some(slot) = self.open.remove(&id) {
+            // A frame superseded before on the same watch slot cannot still
+            // be waiting for its disarm: two arms came after it.
+            let watch_slot = self.frame(slot).slot;
+            if let Some(i) = self
+                .superseded
+                .iter()
+                .position(|&(_, s)| self.frame(s).slot == watch_slot)
+            {
+                let (old_at, old) = self.superseded.swap_remove(i);
+                self.frame_mut(old).end = End::DisarmLost(old_at);
                 self.close(old);
             }
-            self.superseded.push((at, frame));
+            self.superseded.push((at, slot));
         }
+    }
+
+    /// The superseded frame of watch `id`, as an index into `superseded`.
+    fn superseded_position(&self, id: u64) -> Option<usize> {
+        self.superseded
+            .iter()
+            .position(|&(_, s)| self.frame(s).id == id)
     }
 
     fn arm(&mut self, a: Arm) {
         let time = a.ctx.time_ns;
         // A reused id (module reloaded mid-recording) ends the old frame.
-        if let Some(mut old) = self.open.remove(&a.id) {
-            old.end = End::DisarmLost(time);
+        if let Some(old) = self.open.remove(&a.id) {
+            self.frame_mut(old).end = End::DisarmLost(time);
             self.close(old);
         }
         if let Some(&owner) = self.slot_owner.get(&a.slot) {
@@ -507,6 +555,7 @@ impl<'c> Correlator<'c> {
         let dead: Vec<u64> = self
             .open
             .values()
+            .map(|&s| self.frame(s))
             .filter(|f| f.tid == Some(a.ctx.tid) && f.addr < hi && lo < f.addr + u64::from(f.len))
             .map(|f| f.id)
             .collect();
@@ -515,7 +564,8 @@ impl<'c> Correlator<'c> {
         }
         self.lowest_arm_id = Some(self.lowest_arm_id.map_or(a.id, |l| l.min(a.id)));
         self.slot_owner.insert(a.slot, a.id);
-        let frame = Frame {
+        let id = a.id;
+        let slot = self.frames.insert(Frame {
             id: a.id,
             missing_arm: None,
             disarm: None,
@@ -530,8 +580,8 @@ impl<'c> Correlator<'c> {
             probe_ip: Some(a.probe_ip),
             first_ns: time,
             arm: Some(a),
-        };
-        self.open.insert(frame.id, frame);
+        });
+        self.open.insert(id, slot);
     }
 
     fn missing_arm(&self, id: u64) -> MissingArm {
@@ -542,26 +592,25 @@ impl<'c> Correlator<'c> {
     }
 
     fn disarm(&mut self, d: Disarm) {
-        let frame = match self.open.remove(&d.id) {
-            Some(f) => Some(f),
-            None => self
-                .superseded
-                .iter()
-                .position(|(_, f)| f.id == d.id)
-                .map(|i| self.superseded.swap_remove(i).1),
+        let slot = match self.open.remove(&d.id) {
+            Some(s) => s,
+            None => match self.superseded_position(d.id) {
+                Some(i) => self.superseded.swap_remove(i).1,
+                None => {
+                    let mut f = Frame::partial(d.id, self.missing_arm(d.id), d.ctx.time_ns);
+                    f.slot = d.slot;
+                    f.addr = d.addr;
+                    self.frames.insert(f)
+                }
+            },
         };
-        let mut frame = frame.unwrap_or_else(|| {
-            let mut f = Frame::partial(d.id, self.missing_arm(d.id), d.ctx.time_ns);
-            f.slot = d.slot;
-            f.addr = d.addr;
-            f
-        });
         if self.slot_owner.get(&d.slot) == Some(&d.id) {
             self.slot_owner.remove(&d.slot);
         }
+        let frame = self.frame_mut(slot);
         frame.end = End::Disarmed;
         frame.disarm = Some(d);
-        self.close(frame);
+        self.close(slot);
     }
 
     fn hit(&mut self, h: Hit) {
@@ -572,22 +621,16 @@ impl<'c> Correlator<'c> {
         if let Some(w) = h.writer_comm {
             self.names.insert(h.ctx.tid, w);
         }
-        let by_id = self
-            .open
-            .get(&h.id)
-            .filter(|f| f.arm.is_some())
-            .map(|f| f.id)
-            .or_else(|| {
-                self.superseded
-                    .iter()
-                    .find(|(_, f)| f.id == h.id && f.arm.is_some())
-                    .map(|(_, f)| f.id)
-            });
+        let armed = |s: usize| self.frame(s).id == h.id && self.frame(s).arm.is_some();
+        let by_id = (self.open.get(&h.id).is_some_and(|&s| armed(s))
+            || self.superseded.iter().any(|&(_, s)| armed(s)))
+        .then_some(h.id);
         // Open frames are few (one per hardware slot, plus partial ones):
         // a scan is the index.
         let mut one = None;
         let mut more: Vec<u64> = Vec::new();
-        for f in self.open.values() {
+        for &s in self.open.values() {
+            let f = self.frame(s);
             let Some(arm) = &f.arm else { continue };
             if arm.ctx.time_ns <= time && f.overlaps(h.addr, h.len) {
                 if let Some(first) = one.take() {
@@ -670,50 +713,66 @@ impl<'c> Correlator<'c> {
 
         // The frame its id names: open, waiting for its disarm, or new
         // (its arm is not in the recording).
-        let frame = if self.open.contains_key(&m.hit.id) {
-            self.open.get_mut(&m.hit.id)
-        } else if let Some(i) = self.superseded.iter().position(|(_, f)| f.id == m.hit.id) {
-            Some(&mut self.superseded[i].1)
-        } else {
-            let slot = m.hit.slot;
-            // A frame without an arm ends when its slot is armed again.
-            if let Some(&owner) = self.slot_owner.get(&slot) {
-                if self.open.get(&owner).is_some_and(|f| f.arm.is_none()) {
-                    self.supersede(owner, time);
+        let slot = match self.open.get(&m.hit.id) {
+            Some(&s) => s,
+            None => match self.superseded_position(m.hit.id) {
+                Some(i) => self.superseded[i].1,
+                None => {
+                    let watch_slot = m.hit.slot;
+                    // A frame without an arm ends when its slot is armed again.
+                    if let Some(&owner) = self.slot_owner.get(&watch_slot) {
+                        if self
+                            .open
+                            .get(&owner)
+                            .is_some_and(|&s| self.frame(s).arm.is_none())
+                        {
+                            self.supersede(owner, time);
+                        }
+                    }
+                    let mut f = Frame::partial(m.hit.id, self.missing_arm(m.hit.id), time);
+                    f.slot = watch_slot;
+                    f.addr = m.hit.addr;
+                    f.len = m.hit.len;
+                    f.probe_ip = Some(m.hit.probe_ip);
+                    f.tid = Some(m.hit.victim_pid);
+                    self.slot_owner.entry(watch_slot).or_insert(m.hit.id);
+                    let s = self.frames.insert(f);
+                    self.open.insert(m.hit.id, s);
+                    s
                 }
-            }
-            let mut f = Frame::partial(m.hit.id, self.missing_arm(m.hit.id), time);
-            f.slot = slot;
-            f.addr = m.hit.addr;
-            f.len = m.hit.len;
-            f.probe_ip = Some(m.hit.probe_ip);
-            f.tid = Some(m.hit.victim_pid);
-            self.slot_owner.entry(slot).or_insert(m.hit.id);
-            self.open.insert(m.hit.id, f);
-            self.open.get_mut(&m.hit.id)
+            },
         };
-        if let Some(frame) = frame {
-            if frame.arm.is_none() {
-                self.summary.unmatched_hits += 1;
-            }
-            frame.hit_count += 1;
-            if frame.task_name.is_none() {
-                frame.task_name = Some(m.hit.victim_comm);
-            }
-            if frame.hits.len() < HITS_KEPT {
-                frame.hits.push(m);
-            }
+        let frame = &mut self.frames.frames[slot];
+        if frame.arm.is_none() {
+            self.summary.unmatched_hits += 1;
+        }
+        frame.hit_count += 1;
+        if frame.task_name.is_none() {
+            frame.task_name = Some(m.hit.victim_comm);
+        }
+        if frame.hits.len() < HITS_KEPT {
+            frame.hits.push(m);
         }
     }
 
-    fn close(&mut self, mut frame: Frame) {
+    /// Counts the frame in `slot`, hands it to the callback and frees the
+    /// slot.
+    fn close(&mut self, slot: usize) {
+        let Correlator {
+            frames,
+            slot_owner,
+            names,
+            summary: s,
+            on_frame,
+            ..
+        } = self;
+        let frame = &mut frames.frames[slot];
         if frame.task_name.is_none() {
-            frame.task_name = frame.tid.and_then(|t| self.names.get(&t).copied());
+            frame.task_name = frame.tid.and_then(|t| names.get(&t).copied());
         }
-        if self.slot_owner.get(&frame.slot) == Some(&frame.id) && frame.end != End::StillArmed {
-            self.slot_owner.remove(&frame.slot);
+        if slot_owner.get(&frame.slot) == Some(&frame.id) && frame.end != End::StillArmed {
+            slot_owner.remove(&frame.slot);
         }
-        let s = &mut self.summary;
         s.frames += 1;
         let verdict = frame.verdict();
         match verdict {
@@ -749,21 +808,24 @@ impl<'c> Correlator<'c> {
                 s.frames_extra_hits += 1;
             }
         }
-        (self.on_frame)(frame);
+        on_frame(frame);
+        // The frame stays in its slot until the slot is reused; what it
+        // holds (its hits) is dropped then.
+        frames.free.push(slot);
     }
 
     /// Closes the frames still armed and returns the totals.
     pub fn finish(mut self) -> Outcome {
-        let mut superseded: Vec<(u64, Frame)> = std::mem::take(&mut self.superseded);
-        superseded.sort_by_key(|(_, f)| f.first_ns);
-        for (at, mut frame) in superseded {
-            frame.end = End::DisarmLost(at);
-            self.close(frame);
+        let mut superseded: Vec<(u64, usize)> = std::mem::take(&mut self.superseded);
+        superseded.sort_by_key(|&(_, s)| self.frame(s).first_ns);
+        for (at, slot) in superseded {
+            self.frame_mut(slot).end = End::DisarmLost(at);
+            self.close(slot);
         }
-        let mut still: Vec<Frame> = self.open.drain().map(|(_, f)| f).collect();
-        still.sort_by_key(|f| (f.first_ns, f.id));
-        for frame in still {
-            self.close(frame);
+        let mut still: Vec<usize> = self.open.drain().map(|(_, s)| s).collect();
+        still.sort_by_key(|&s| (self.frame(s).first_ns, self.frame(s).id));
+        for slot in still {
+            self.close(slot);
         }
         let mut writers: Vec<Writer> = std::mem::take(&mut self.writers).into_values().collect();
         writers.sort_by(|a, b| (a.tid, &a.comm).cmp(&(b.tid, &b.comm)));
@@ -861,7 +923,10 @@ mod tests {
     fn run(events: Vec<Event>, chain: Vec<u64>) -> (Vec<Frame>, Outcome) {
         let mut frames = Vec::new();
         let outcome = {
-            let mut c = Correlator::new(|h: &Hit| h.ctx.callchain.as_slice(), |f| frames.push(f));
+            let mut c = Correlator::new(
+                |h: &Hit| h.ctx.callchain.as_slice(),
+                |f: &Frame| frames.push(f.clone()),
+            );
             for e in events {
                 c.push(match e {
                     Event::Hit(mut h) => {
@@ -1108,7 +1173,7 @@ mod tests {
         // no hit is ambiguous.
         let step = 1_000;
         let mut max_open = 0;
-        let mut c = Correlator::new(|_: &Hit| &[], |_| {});
+        let mut c = Correlator::new(|_: &Hit| &[], |_: &Frame| {});
         for id in 0..50_000u64 {
             let t = id * step;
             let retag = |e: Event| match e {

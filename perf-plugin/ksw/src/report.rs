@@ -1496,7 +1496,7 @@ pub fn run_text(
     }
     let pending = RefCell::new(Vec::<u8>::with_capacity(1 << 16));
     let tally = RefCell::new(SweepTally::default());
-    let (stats, result, outcome) = stream_frames(recording, |f: Frame| {
+    let (stats, result, outcome) = stream_frames(recording, |f: &Frame| {
         frames_seen.set(frames_seen.get() + 1);
         tally.borrow_mut().add(&f, r.symbols);
         if streaming {
@@ -1691,7 +1691,7 @@ impl serde_json::ser::Formatter for LineFormatter {
 /// Reads and correlates the recording, handing each frame to `on_frame`
 /// as it ends (on this thread; the file is decoded on another, see
 /// [`Recording::stream`]).
-pub fn stream_frames(recording: &Recording, on_frame: impl FnMut(Frame)) -> StreamDone {
+pub fn stream_frames(recording: &Recording, on_frame: impl FnMut(&Frame)) -> StreamDone {
     let mut correlator = correlate::Correlator::new(writer_part, on_frame);
     correlator.add_names(recording.cmdlines.iter().cloned());
     let (stats, result) = recording.stream(|e| correlator.push(e));
@@ -1804,7 +1804,7 @@ pub fn run_json(
     let mut tally = SweepTally::default();
     let mut io_error = None;
     let mut first = true;
-    let (stats, result, outcome) = stream_frames(recording, |f: Frame| {
+    let (stats, result, outcome) = stream_frames(recording, |f: &Frame| {
         tally.add(&f, r.symbols);
         if io_error.is_some() {
             return;

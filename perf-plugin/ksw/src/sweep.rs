@@ -989,7 +989,7 @@ impl SweepAnalysis {
         symbols: &Symbols,
     ) -> (SweepAnalysis, Option<String>) {
         let mut tally = SweepTally::default();
-        let (_, result, _) = report::stream_frames(recording, |f| tally.add(&f, symbols));
+        let (_, result, _) = report::stream_frames(recording, |f| tally.add(f, symbols));
         let error = result.err().map(|e| e.to_string());
         (SweepAnalysis::new(recording, tally, true), error)
     }
