@@ -1498,10 +1498,10 @@ pub fn run_text(
     let tally = RefCell::new(SweepTally::default());
     let (stats, result, outcome) = stream_frames(recording, |f: &Frame| {
         frames_seen.set(frames_seen.get() + 1);
-        tally.borrow_mut().add(&f, r.symbols);
+        tally.borrow_mut().add(f, r.symbols);
         if streaming {
             let mut p = pending.borrow_mut();
-            r.text_frame(&mut p, &f);
+            r.text_frame(&mut p, f);
             if p.len() >= 1 << 16 && io_error.borrow().is_none() {
                 if let Err(e) = out.borrow_mut().write_all(&p) {
                     *io_error.borrow_mut() = Some(e);
@@ -1509,7 +1509,7 @@ pub fn run_text(
                 p.clear();
             }
         } else {
-            listing.borrow_mut().add(&f, r, max_frames);
+            listing.borrow_mut().add(f, r, max_frames);
         }
     });
     if let Some(e) = io_error.into_inner() {
@@ -1805,14 +1805,14 @@ pub fn run_json(
     let mut io_error = None;
     let mut first = true;
     let (stats, result, outcome) = stream_frames(recording, |f: &Frame| {
-        tally.add(&f, r.symbols);
+        tally.add(f, r.symbols);
         if io_error.is_some() {
             return;
         }
         let o = spool.buffer();
         o.extend_from_slice(if first { b"\n" } else { b",\n" });
         first = false;
-        frame_json(o, r, &f);
+        frame_json(o, r, f);
         if let Err(e) = spool.drain_if_full() {
             io_error = Some(e);
         }
