@@ -848,6 +848,22 @@ impl<'o> Obj<'o> {
         self
     }
 
+    /// A string of the schema's own (a code): written without escaping.
+    #[inline(always)]
+    fn code(&mut self, key: &'static str, v: &'static str) -> &mut Self {
+        debug_assert!(!v.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\'));
+        self.key(key).put("\"").put(v).put("\"");
+        self
+    }
+
+    #[inline(always)]
+    fn opt_code(&mut self, key: &'static str, v: Option<&'static str>) -> &mut Self {
+        match v {
+            Some(v) => self.code(key, v),
+            None => self.null(key),
+        }
+    }
+
     #[inline(always)]
     fn str(&mut self, key: &'static str, v: &str) -> &mut Self {
         put_json_str(self.key(key), v);
@@ -964,7 +980,7 @@ fn hit_json(o: &mut Vec<u8>, r: &Renderer<'_>, m: &MatchedHit) {
     obj.hex(k!("address"), h.addr)
         .shown(k!("old_value"), &shown(h.old_value, h.old_is_canary))
         .shown(k!("new_value"), &shown(h.new_value, h.new_is_canary))
-        .opt_str(k!("context"), h.context.map(|c| c.as_str()))
+        .opt_code(k!("context"), h.context.map(|c| c.as_str()))
         .bool(k!("by_victim"), h.by_victim)
         .bool(k!("out_of_line"), h.out_of_line)
         .task(k!("victim"), h.victim_pid, Some(&h.victim_comm))
@@ -976,7 +992,7 @@ fn hit_json(o: &mut Vec<u8>, r: &Renderer<'_>, m: &MatchedHit) {
                 _ => None,
             },
         )
-        .str(k!("agreement"), m.agreement().as_str())
+        .code(k!("agreement"), m.agreement().as_str())
         .end();
 }
 
@@ -1033,7 +1049,7 @@ pub fn frame_json(o: &mut Vec<u8>, r: &Renderer<'_>, f: &Frame) {
                 .null(k!("probe_addr"));
         }
     }
-    obj.str(
+    obj.code(
         k!("arm"),
         match (a, f.missing_arm) {
             (Some(_), _) => "recorded",
@@ -1055,7 +1071,7 @@ pub fn frame_json(o: &mut Vec<u8>, r: &Renderer<'_>, f: &Frame) {
     )
     .opt_u64(k!("armed_ns"), a.map(|a| a.ctx.time_ns))
     .opt_u64(k!("disarmed_ns"), f.disarm.as_ref().map(|d| d.ctx.time_ns))
-    .str(
+    .code(
         k!("end"),
         match f.end {
             End::Disarmed => "disarmed",
@@ -1065,12 +1081,12 @@ pub fn frame_json(o: &mut Vec<u8>, r: &Renderer<'_>, f: &Frame) {
     )
     .shown(k!("value_at_arm"), &r.value_at_arm(f))
     .shown(k!("value_at_exit"), &r.value_at_exit(f))
-    .opt_str(
+    .opt_code(
         k!("exit_state"),
         f.disarm.as_ref().map(|d| d.corrupted.as_str()),
     )
-    .str(k!("verdict"), f.verdict().code())
-    .opt_str(
+    .code(k!("verdict"), f.verdict().code())
+    .opt_code(
         k!("disarm_reason"),
         f.disarm.as_ref().and_then(|d| d.reason).map(|r| r.as_str()),
     )
