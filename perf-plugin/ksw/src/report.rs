@@ -105,26 +105,27 @@ impl Put for Vec<u8> {
 
     #[inline]
     fn put_u64(&mut self, v: u64) -> &mut Self {
-        // Digits written right to left, two at a time, into a fixed
-        // buffer, then a copy of the whole buffer (a fixed-size copy is a
-        // few moves, a copy of the digits alone a call into memcpy) and
-        // the tail cut off.
+        // Room made with one fixed-size write, the digits written into it
+        // right to left, two at a time, the rest cut off: a copy of a
+        // run-time length would be a call into memcpy, and digits built
+        // in a buffer and copied out in wide loads stall on the narrow
+        // stores that made them.
         let digits = decimal_digits(v);
-        let mut buf = [b'0'; 20];
+        let start = self.len();
+        self.extend_from_slice(&[b'0'; 20]);
+        let out = &mut self[start..start + digits];
         let mut rest = v;
         let mut at = digits;
         while at >= 2 {
-            let pair = usize::try_from(rest % 100).unwrap_or(0) * 2;
-            buf[at - 2..at].copy_from_slice(&DECIMAL_PAIRS[pair..pair + 2]);
+            let pair = (rest % 100) as usize * 2;
+            out[at - 2..at].copy_from_slice(&DECIMAL_PAIRS[pair..pair + 2]);
             rest /= 100;
             at -= 2;
         }
         if at == 1 {
-            buf[0] = b'0' + (rest % 10) as u8;
+            out[0] = b'0' + (rest % 10) as u8;
         }
-        let len = self.len();
-        self.extend_from_slice(&buf);
-        self.truncate(len + digits);
+        self.truncate(start + digits);
         self
     }
 
@@ -140,22 +141,21 @@ impl Put for Vec<u8> {
     fn put_hex(&mut self, v: u64) -> &mut Self {
         // As put_u64, a byte (two digits) at a time.
         let digits = (64 - (v | 1).leading_zeros() as usize).div_ceil(4);
-        let mut buf = [b'0'; 18];
-        buf[1] = b'x';
+        let start = self.len();
+        self.extend_from_slice(b"0x0000000000000000");
+        let out = &mut self[start + 2..start + 2 + digits];
         let mut rest = v;
-        let mut at = 2 + digits;
-        while at >= 4 {
+        let mut at = digits;
+        while at >= 2 {
             let pair = (rest & 0xff) as usize * 2;
-            buf[at - 2..at].copy_from_slice(&HEX_PAIRS[pair..pair + 2]);
+            out[at - 2..at].copy_from_slice(&HEX_PAIRS[pair..pair + 2]);
             rest >>= 8;
             at -= 2;
         }
-        if at == 3 {
-            buf[2] = HEX_PAIRS[(rest & 0xf) as usize * 2 + 1];
+        if at == 1 {
+            out[0] = HEX_PAIRS[(rest & 0xf) as usize * 2 + 1];
         }
-        let len = self.len();
-        self.extend_from_slice(&buf);
-        self.truncate(len + 2 + digits);
+        self.truncate(start + 2 + digits);
         self
     }
 
