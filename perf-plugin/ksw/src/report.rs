@@ -457,6 +457,9 @@ pub struct Renderer<'a> {
     /// address: a recording has few probe points and writer sites and
     /// hundreds of thousands of frames.
     fragments: RefCell<Fragments>,
+    /// Tasks as JSON objects, written once per (pid, name): every frame
+    /// names three.
+    tasks: RefCell<FxHashMap<(i32, Option<TaskComm>), Box<[u8]>>>,
 }
 
 /// Written JSON members by (address, which members).
@@ -477,7 +480,22 @@ impl<'a> Renderer<'a> {
             symbols,
             graph,
             fragments: RefCell::default(),
+            tasks: RefCell::default(),
         }
+    }
+
+    /// Appends member `key`: the task `pid` named `comm`.
+    fn put_task(&self, obj: &mut Obj<'_>, key: &'static str, pid: i32, comm: Option<TaskComm>) {
+        let mut tasks = self.tasks.borrow_mut();
+        let task = tasks.entry((pid, comm)).or_insert_with(|| {
+            let mut o = Vec::new();
+            Obj::new(&mut o)
+                .i64(k!("pid"), pid.into())
+                .opt_str(k!("comm"), comm.as_ref().map(TaskComm::to_str).as_deref())
+                .end();
+            o.into_boxed_slice()
+        });
+        obj.key(key).extend_from_slice(task);
     }
 
     /// Appends the members `kind` of `addr` to `obj`.
@@ -893,17 +911,6 @@ impl<'o> Obj<'o> {
         }
     }
 
-    /// `{"pid":..,"comm":..}`
-    #[inline(always)]
-    fn task(&mut self, key: &'static str, pid: i32, comm: Option<&TaskComm>) -> &mut Self {
-        let o = self.key(key);
-        Obj::new(o)
-            .i64(k!("pid"), pid.into())
-            .opt_str(k!("comm"), comm.map(TaskComm::to_str).as_deref())
-            .end();
-        self
-    }
-
     /// Members already written (`"a":1,"b":2`).
     fn members(&mut self, members: &[u8]) -> &mut Self {
         if !self.first {
@@ -974,17 +981,17 @@ fn hit_json(o: &mut Vec<u8>, r: &Renderer<'_>, m: &MatchedHit) {
     let mut obj = Obj::new(o);
     obj.u64(k!("id"), h.id)
         .u64(k!("time_ns"), h.ctx.time_ns)
-        .opt_u64(k!("cpu"), h.ctx.cpu.map(u64::from))
-        .task(k!("writer"), h.ctx.tid, m.writer_name.as_ref());
+        .opt_u64(k!("cpu"), h.ctx.cpu.map(u64::from));
+    r.put_task(&mut obj, k!("writer"), h.ctx.tid, m.writer_name);
     r.put_fragment(&mut obj, Fragment::Instruction, h.writer_ip);
     obj.hex(k!("address"), h.addr)
         .shown(k!("old_value"), &shown(h.old_value, h.old_is_canary))
         .shown(k!("new_value"), &shown(h.new_value, h.new_is_canary))
         .opt_code(k!("context"), h.context.map(|c| c.as_str()))
         .bool(k!("by_victim"), h.by_victim)
-        .bool(k!("out_of_line"), h.out_of_line)
-        .task(k!("victim"), h.victim_pid, Some(&h.victim_comm))
-        .opt_u64(k!("matched_by_id"), m.by_id)
+        .bool(k!("out_of_line"), h.out_of_line);
+    r.put_task(&mut obj, k!("victim"), h.victim_pid, Some(h.victim_comm));
+    obj.opt_u64(k!("matched_by_id"), m.by_id)
         .opt_u64(
             k!("matched_by_time"),
             match m.by_time {
@@ -1059,39 +1066,39 @@ pub fn frame_json(o: &mut Vec<u8>, r: &Renderer<'_>, f: &Frame) {
     )
     .opt_u64(k!("depth"), a.map(|a| a.depth.into()))
     .opt_u64(k!("spec"), a.map(|a| a.spec.into()))
-    .u64(k!("slot"), f.slot.into())
-    .task(k!("task"), f.tid.unwrap_or(-1), f.task_name.as_ref())
-    .opt_u64(k!("cpu"), a.and_then(|a| a.ctx.cpu).map(u64::from))
-    .hex(k!("address"), f.addr)
-    .u64(k!("len"), f.len.into())
-    .opt_u64(k!("sp_offset"), a.map(|a| a.addr.wrapping_sub(a.sp)))
-    .bool(
-        k!("canary"),
-        a.is_some_and(|a| a.canary) || f.disarm.as_ref().is_some_and(|d| d.canary),
-    )
-    .opt_u64(k!("armed_ns"), a.map(|a| a.ctx.time_ns))
-    .opt_u64(k!("disarmed_ns"), f.disarm.as_ref().map(|d| d.ctx.time_ns))
-    .code(
-        k!("end"),
-        match f.end {
-            End::Disarmed => "disarmed",
-            End::DisarmLost(_) => "disarm_lost",
-            End::StillArmed => "still_armed",
-        },
-    )
-    .shown(k!("value_at_arm"), &r.value_at_arm(f))
-    .shown(k!("value_at_exit"), &r.value_at_exit(f))
-    .opt_code(
-        k!("exit_state"),
-        f.disarm.as_ref().map(|d| d.corrupted.as_str()),
-    )
-    .code(k!("verdict"), f.verdict().code())
-    .opt_code(
-        k!("disarm_reason"),
-        f.disarm.as_ref().and_then(|d| d.reason).map(|r| r.as_str()),
-    )
-    .u64(k!("hit_count"), f.hit_count)
-    .opt_u64(k!("kernel_hits"), f.kernel_hits());
+    .u64(k!("slot"), f.slot.into());
+    r.put_task(&mut obj, k!("task"), f.tid.unwrap_or(-1), f.task_name);
+    obj.opt_u64(k!("cpu"), a.and_then(|a| a.ctx.cpu).map(u64::from))
+        .hex(k!("address"), f.addr)
+        .u64(k!("len"), f.len.into())
+        .opt_u64(k!("sp_offset"), a.map(|a| a.addr.wrapping_sub(a.sp)))
+        .bool(
+            k!("canary"),
+            a.is_some_and(|a| a.canary) || f.disarm.as_ref().is_some_and(|d| d.canary),
+        )
+        .opt_u64(k!("armed_ns"), a.map(|a| a.ctx.time_ns))
+        .opt_u64(k!("disarmed_ns"), f.disarm.as_ref().map(|d| d.ctx.time_ns))
+        .code(
+            k!("end"),
+            match f.end {
+                End::Disarmed => "disarmed",
+                End::DisarmLost(_) => "disarm_lost",
+                End::StillArmed => "still_armed",
+            },
+        )
+        .shown(k!("value_at_arm"), &r.value_at_arm(f))
+        .shown(k!("value_at_exit"), &r.value_at_exit(f))
+        .opt_code(
+            k!("exit_state"),
+            f.disarm.as_ref().map(|d| d.corrupted.as_str()),
+        )
+        .code(k!("verdict"), f.verdict().code())
+        .opt_code(
+            k!("disarm_reason"),
+            f.disarm.as_ref().and_then(|d| d.reason).map(|r| r.as_str()),
+        )
+        .u64(k!("hit_count"), f.hit_count)
+        .opt_u64(k!("kernel_hits"), f.kernel_hits());
     let hits = obj.key(k!("hits"));
     hits.push(b'[');
     for (i, m) in f.hits.iter().enumerate() {
