@@ -16,7 +16,6 @@
 use std::borrow::Cow;
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
 
 use ksw_core::events::{
     field, flags, DisarmReason, ExitState, WriterContext, ARM, DISARM, HIT, SYSTEM,
@@ -382,44 +381,12 @@ impl Recording {
     /// thread runs `sink` (correlation, output): the two halves of a report
     /// take about as long as each other, and a bounded queue of batches
     /// between them keeps memory flat.
-    pub fn stream(&self, mut sink: impl FnMut(Event)) -> (StreamStats, Result<(), LoadError>) {
-        const BATCH: usize = 4096;
-        const BATCHES_QUEUED: usize = 4;
-        let (full_tx, full_rx) = mpsc::sync_channel::<Vec<Event>>(BATCHES_QUEUED);
-        let (empty_tx, empty_rx) = mpsc::channel::<Vec<Event>>();
-        std::thread::scope(|scope| {
-            let decoder = scope.spawn(move || {
-                let mut batch = Vec::with_capacity(BATCH);
-                let done = self.decode(|event| {
-                    batch.push(event);
-                    if batch.len() == BATCH {
-                        let next = empty_rx
-                            .try_recv()
-                            .unwrap_or_else(|_| Vec::with_capacity(BATCH));
-                        // A send fails only when the receiving side is
-                        // gone (it panicked): the rest is not wanted.
-                        let _ = full_tx.send(std::mem::replace(&mut batch, next));
-                    }
-                });
-                if !batch.is_empty() {
-                    let _ = full_tx.send(batch);
-                }
-                done
-            });
-            for mut batch in full_rx {
-                for event in batch.drain(..) {
-                    sink(event);
-                }
-                let _ = empty_tx.send(batch);
-            }
-            decoder
-                .join()
-                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-        })
+    pub fn stream(&self, sink: impl FnMut(Event)) -> (StreamStats, Result<(), LoadError>) {
+        crate::pipeline::split(|emit| self.stream_here(emit), sink)
     }
 
-    /// Decodes the whole file into `sink`, in time order (see [`Self::stream`]).
-    fn decode(&self, mut sink: impl FnMut(Event)) -> (StreamStats, Result<(), LoadError>) {
+    /// As [`Self::stream`], all on the caller's thread.
+    pub fn stream_here(&self, mut sink: impl FnMut(Event)) -> (StreamStats, Result<(), LoadError>) {
         let mut stats = StreamStats::default();
         // One entry per kstackwatch format (three): a scan beats hashing.
         let mut fields: Vec<FieldSet<'_>> = Vec::new();

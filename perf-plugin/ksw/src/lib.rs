@@ -15,6 +15,7 @@ pub mod error;
 pub mod events;
 pub mod graph;
 pub mod mapping;
+pub mod pipeline;
 pub mod record;
 pub mod report;
 pub mod sweep;

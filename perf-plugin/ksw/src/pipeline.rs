@@ -1,0 +1,89 @@
+//! Two threads, one handing items to the other: the producer runs on a
+//! thread of its own, the consumer on the caller's. Items cross in
+//! batches through a bounded queue (memory stays flat whatever the input's
+//! size), and emptied batches go back to be refilled (no allocation per
+//! batch once the queue is full).
+
+use std::sync::mpsc;
+
+/// Items per batch: enough that crossing costs nothing per item.
+const BATCH: usize = 4096;
+/// Full batches waiting for the consumer at most.
+const BATCHES_QUEUED: usize = 4;
+
+/// Runs `produce` on a new thread, handing each item it emits to
+/// `consume` on this one, and returns what `produce` returned. A panic on
+/// either side is passed on to the caller.
+pub fn split<T: Send, R: Send>(
+    produce: impl FnOnce(&mut dyn FnMut(T)) -> R + Send,
+    mut consume: impl FnMut(T),
+) -> R {
+    let (full_tx, full_rx) = mpsc::sync_channel::<Vec<T>>(BATCHES_QUEUED);
+    let (empty_tx, empty_rx) = mpsc::channel::<Vec<T>>();
+    std::thread::scope(|scope| {
+        let producer = scope.spawn(move || {
+            let mut batch = Vec::with_capacity(BATCH);
+            let done = produce(&mut |item| {
+                batch.push(item);
+                if batch.len() == BATCH {
+                    let next = empty_rx
+                        .try_recv()
+                        .unwrap_or_else(|_| Vec::with_capacity(BATCH));
+                    // A send fails only when the consumer is gone (it
+                    // panicked): the rest is not wanted.
+                    let _ = full_tx.send(std::mem::replace(&mut batch, next));
+                }
+            });
+            if !batch.is_empty() {
+                let _ = full_tx.send(batch);
+            }
+            done
+        });
+        for mut batch in full_rx {
+            for item in batch.drain(..) {
+                consume(item);
+            }
+            let _ = empty_tx.send(batch);
+        }
+        producer
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split;
+
+    #[test]
+    fn every_item_in_order_and_the_result() {
+        let mut seen = Vec::new();
+        let sum = split(
+            |emit| {
+                let mut sum = 0u64;
+                for i in 0..3 * super::BATCH as u64 + 7 {
+                    emit(i);
+                    sum += i;
+                }
+                sum
+            },
+            |i| seen.push(i),
+        );
+        assert_eq!(seen.len(), 3 * super::BATCH + 7);
+        assert!(seen.iter().enumerate().all(|(n, &i)| n as u64 == i));
+        assert_eq!(sum, seen.iter().sum::<u64>());
+    }
+
+    #[test]
+    #[should_panic(expected = "consumer")]
+    fn a_panicking_consumer_does_not_hang_the_producer() {
+        split(
+            |emit| {
+                for i in 0..100 * super::BATCH {
+                    emit(i);
+                }
+            },
+            |i| assert!(i < super::BATCH, "consumer"),
+        );
+    }
+}
