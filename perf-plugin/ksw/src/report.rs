@@ -459,8 +459,11 @@ pub struct Renderer<'a> {
     fragments: RefCell<Fragments>,
     /// Tasks as JSON objects, written once per (pid, name): every frame
     /// names three.
-    tasks: RefCell<FxHashMap<(i32, Option<TaskComm>), Box<[u8]>>>,
+    tasks: RefCell<Tasks>,
 }
+
+/// Written task objects by (pid, name).
+type Tasks = FxHashMap<(i32, Option<TaskComm>), Box<[u8]>>;
 
 /// Written JSON members by (address, which members).
 type Fragments = FxHashMap<(u64, Fragment), Box<[u8]>>;
