@@ -388,9 +388,15 @@ struct Frames {
 }
 
 impl Frames {
-    fn insert(&mut self, frame: Frame) -> usize {
+    fn insert(&mut self, mut frame: Frame) -> usize {
         match self.free.pop() {
             Some(slot) => {
+                // The closed frame's list of hits, emptied, serves the new
+                // one: no allocation per frame.
+                if frame.hits.is_empty() {
+                    frame.hits = std::mem::take(&mut self.frames[slot].hits);
+                    frame.hits.clear();
+                }
                 self.frames[slot] = frame;
                 slot
             }
