@@ -930,13 +930,13 @@ mod tests {
         let mut frames = Vec::new();
         let outcome = {
             let mut c = Correlator::new(
-                |h: &Hit| h.ctx.callchain.as_slice(),
+                |h: &Hit| &h.ctx.callchain[..],
                 |f: &Frame| frames.push(f.clone()),
             );
             for e in events {
                 c.push(match e {
                     Event::Hit(mut h) => {
-                        h.ctx.callchain = chain.clone();
+                        h.ctx.callchain = chain.clone().into_boxed_slice();
                         Event::Hit(h)
                     }
                     e => e,

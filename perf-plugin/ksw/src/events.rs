@@ -34,9 +34,7 @@ pub struct Context {
     pub pid: i32,
     pub tid: i32,
     /// Kernel call chain (innermost first), when recorded with `-g`.
-    pub callchain: Vec<u64>,
-    /// File offset of the sample, for error messages.
-    pub offset: u64,
+    pub callchain: Box<[u64]>,
 }
 
 /// `kstackwatch:ksw_arm`: a frame is watched (victim's context).
@@ -813,11 +811,10 @@ fn decode_sample<'f>(s: &Sample<'f>, set: &FieldSet<'f>) -> Result<Option<Event>
         pid: s.pid.unwrap_or(-1),
         tid: s.tid.unwrap_or(-1),
         callchain: if s.callchain.is_empty() {
-            Vec::new()
+            Box::default()
         } else {
-            s.callchain_addresses()
+            s.callchain_addresses().into_boxed_slice()
         },
-        offset: s.offset,
     };
     let event = match kind {
         Kind::Arm => Event::Arm(Arm {
