@@ -1047,7 +1047,6 @@ impl PerfFile {
                 ),
             });
         }
-        let mut c = Cursor::new(payload, base);
         let mut s = Sample {
             offset: raw.offset,
             misc: raw.misc,
@@ -1055,35 +1054,38 @@ impl PerfFile {
             format: ea.format.as_ref(),
             ..Sample::default()
         };
-        if st & sample_type::IDENTIFIER != 0 {
-            s.id = Some(c.u64("sample identifier")?);
+        // The fields before CALLCHAIN are 8 bytes each (TID and CPU two
+        // u32s): one bounds check for all of them, then plain loads. This
+        // runs for every sample of a recording.
+        let fixed = 8 * (st & FIXED_SAMPLE_FIELDS).count_ones() as usize;
+        let Some(head) = payload.get(..fixed) else {
+            return Err(ReadError::Truncated {
+                what: "sample fields",
+                offset: base,
+                need: fixed as u64,
+                left: payload.len() as u64,
+            });
+        };
+        let mut words = head
+            .chunks_exact(8)
+            .map(|w| w.try_into().map_or(0, u64::from_le_bytes));
+        let mut next = |bit: u64| (st & bit != 0).then(|| words.next().unwrap_or(0));
+        s.id = next(sample_type::IDENTIFIER);
+        s.ip = next(sample_type::IP);
+        if let Some(w) = next(sample_type::TID) {
+            s.pid = Some(w as u32 as i32);
+            s.tid = Some((w >> 32) as u32 as i32);
         }
-        if st & sample_type::IP != 0 {
-            s.ip = Some(c.u64("sample ip")?);
+        s.time = next(sample_type::TIME);
+        s.addr = next(sample_type::ADDR);
+        if let Some(id) = next(sample_type::ID) {
+            s.id = Some(id);
         }
-        if st & sample_type::TID != 0 {
-            s.pid = Some(c.u32("sample pid")? as i32);
-            s.tid = Some(c.u32("sample tid")? as i32);
-        }
-        if st & sample_type::TIME != 0 {
-            s.time = Some(c.u64("sample time")?);
-        }
-        if st & sample_type::ADDR != 0 {
-            s.addr = Some(c.u64("sample addr")?);
-        }
-        if st & sample_type::ID != 0 {
-            s.id = Some(c.u64("sample id")?);
-        }
-        if st & sample_type::STREAM_ID != 0 {
-            s.stream_id = Some(c.u64("sample stream_id")?);
-        }
-        if st & sample_type::CPU != 0 {
-            s.cpu = Some(c.u32("sample cpu")?);
-            c.skip(4, "sample cpu res")?;
-        }
-        if st & sample_type::PERIOD != 0 {
-            s.period = Some(c.u64("sample period")?);
-        }
+        s.stream_id = next(sample_type::STREAM_ID);
+        s.cpu = next(sample_type::CPU).map(|w| w as u32);
+        s.period = next(sample_type::PERIOD);
+        let mut c = Cursor::new(payload, base);
+        c.skip(fixed as u64, "sample fields")?;
         if st & sample_type::CALLCHAIN != 0 {
             let nr = c.u64("callchain length")?;
             let need = nr.saturating_mul(8);
@@ -1108,6 +1110,18 @@ impl PerfFile {
         Ok(s)
     }
 }
+
+/// The `sample_type` fields that come before CALLCHAIN, in record order,
+/// each 8 bytes.
+const FIXED_SAMPLE_FIELDS: u64 = sample_type::IDENTIFIER
+    | sample_type::IP
+    | sample_type::TID
+    | sample_type::TIME
+    | sample_type::ADDR
+    | sample_type::ID
+    | sample_type::STREAM_ID
+    | sample_type::CPU
+    | sample_type::PERIOD;
 
 fn mmap_head<'a>(
     c: &mut Cursor<'a>,
