@@ -462,11 +462,59 @@ pub struct Renderer<'a> {
     tasks: RefCell<Tasks>,
 }
 
-/// Written task objects by (pid, name).
-type Tasks = FxHashMap<(i32, Option<TaskComm>), Box<[u8]>>;
+/// Task objects written, by (pid, name).
+type Tasks = Written<(i32, Option<TaskComm>)>;
 
-/// Written JSON members by (address, which members).
-type Fragments = FxHashMap<(u64, Fragment), Box<[u8]>>;
+/// JSON members written, by (address, which members).
+type Fragments = Written<(u64, Fragment)>;
+
+/// JSON text written once per key and copied after. The last few keys are
+/// compared before the map is hashed: consecutive frames mostly repeat
+/// them, and hashing a task's name for every frame was a tenth of a JSON
+/// report's time.
+#[derive(Debug)]
+struct Written<K> {
+    index: FxHashMap<K, usize>,
+    texts: Vec<Box<[u8]>>,
+    recent: [Option<(K, usize)>; 4],
+    next: usize,
+}
+
+impl<K> Default for Written<K> {
+    fn default() -> Self {
+        Written {
+            index: FxHashMap::default(),
+            texts: Vec::new(),
+            recent: [None, None, None, None],
+            next: 0,
+        }
+    }
+}
+
+impl<K: Copy + Eq + std::hash::Hash> Written<K> {
+    fn get_or_write(&mut self, key: K, write: impl FnOnce(&mut Vec<u8>)) -> &[u8] {
+        let known = self.recent.iter().flatten().find(|(k, _)| *k == key);
+        let at = match known {
+            Some(&(_, at)) => at,
+            None => {
+                let at = match self.index.get(&key) {
+                    Some(&at) => at,
+                    None => {
+                        let mut o = Vec::new();
+                        write(&mut o);
+                        self.texts.push(o.into_boxed_slice());
+                        self.index.insert(key, self.texts.len() - 1);
+                        self.texts.len() - 1
+                    }
+                };
+                self.recent[self.next] = Some((key, at));
+                self.next = (self.next + 1) % self.recent.len();
+                at
+            }
+        };
+        &self.texts[at]
+    }
+}
 
 /// Which members a cached JSON fragment holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -490,13 +538,11 @@ impl<'a> Renderer<'a> {
     /// Appends member `key`: the task `pid` named `comm`.
     fn put_task(&self, obj: &mut Obj<'_>, key: &'static str, pid: i32, comm: Option<TaskComm>) {
         let mut tasks = self.tasks.borrow_mut();
-        let task = tasks.entry((pid, comm)).or_insert_with(|| {
-            let mut o = Vec::new();
-            Obj::new(&mut o)
+        let task = tasks.get_or_write((pid, comm), |o| {
+            Obj::new(o)
                 .i64(k!("pid"), pid.into())
                 .opt_str(k!("comm"), comm.as_ref().map(TaskComm::to_str).as_deref())
                 .end();
-            o.into_boxed_slice()
         });
         obj.key(key).extend_from_slice(task);
     }
@@ -504,9 +550,8 @@ impl<'a> Renderer<'a> {
     /// Appends the members `kind` of `addr` to `obj`.
     fn put_fragment(&self, obj: &mut Obj<'_>, kind: Fragment, addr: u64) {
         let mut fragments = self.fragments.borrow_mut();
-        let fragment = fragments.entry((addr, kind)).or_insert_with(|| {
-            let mut o = Vec::new();
-            let mut members = Obj::new(&mut o);
+        let fragment = fragments.get_or_write((addr, kind), |o| {
+            let mut members = Obj::new(o);
             match kind {
                 Fragment::Probe => {
                     members
@@ -520,8 +565,8 @@ impl<'a> Renderer<'a> {
                         .hex(k!("instruction_addr"), addr);
                 }
             }
-            // The members without the braces Obj::new wrote.
-            o.split_off(1).into_boxed_slice()
+            // The members without the opening brace.
+            o.remove(0);
         });
         obj.members(fragment);
     }
