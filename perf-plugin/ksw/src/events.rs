@@ -380,7 +380,7 @@ impl Recording {
     /// take about as long as each other, and a bounded queue of batches
     /// between them keeps memory flat.
     pub fn stream(&self, sink: impl FnMut(Event)) -> (StreamStats, Result<(), LoadError>) {
-        crate::pipeline::split(|emit| self.stream_here(emit), sink)
+        crate::pipeline::split(|out| self.stream_here(|event| out.emit(event)), sink)
     }
 
     /// As [`Self::stream`], all on the caller's thread.
