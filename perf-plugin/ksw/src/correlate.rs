@@ -422,7 +422,11 @@ pub struct Correlator<'c> {
     names: FxHashMap<i32, TaskComm>,
     /// Lowest watch id armed so far: ids below it were armed before.
     lowest_arm_id: Option<u64>,
-    writers: FxHashMap<(i32, Option<TaskComm>), Writer>,
+    writers: Vec<Writer>,
+    /// Index in `writers` by (tid, name), and the last one found: a
+    /// writer mostly writes many times in a row.
+    writer_index: FxHashMap<(i32, Option<TaskComm>), usize>,
+    last_writer: Option<((i32, Option<TaskComm>), usize)>,
     summary: Summary,
     /// The first hits of each agreement other than agree.
     pub examples: Vec<MatchedHit>,
@@ -460,7 +464,9 @@ impl<'c> Correlator<'c> {
             superseded: Vec::new(),
             names: FxHashMap::default(),
             lowest_arm_id: None,
-            writers: FxHashMap::default(),
+            writers: Vec::new(),
+            writer_index: FxHashMap::default(),
+            last_writer: None,
             summary: Summary::default(),
             examples: Vec::new(),
             writer_chain: Box::new(writer_chain),
@@ -684,11 +690,23 @@ impl<'c> Correlator<'c> {
 
         let chain = (self.writer_chain)(&m.hit);
         let key = (m.hit.ctx.tid, m.writer_name);
-        let writer = self.writers.entry(key).or_insert_with(|| Writer {
-            tid: m.hit.ctx.tid,
-            comm: m.writer_name,
-            sites: Vec::new(),
-        });
+        let at = match self.last_writer {
+            Some((last, at)) if last == key => at,
+            _ => {
+                let writers = &mut self.writers;
+                let at = *self.writer_index.entry(key).or_insert_with(|| {
+                    writers.push(Writer {
+                        tid: m.hit.ctx.tid,
+                        comm: m.writer_name,
+                        sites: Vec::new(),
+                    });
+                    writers.len() - 1
+                });
+                self.last_writer = Some((key, at));
+                at
+            }
+        };
+        let writer = &mut self.writers[at];
         let site = match writer
             .sites
             .iter()
@@ -833,7 +851,7 @@ impl<'c> Correlator<'c> {
         for slot in still {
             self.close(slot);
         }
-        let mut writers: Vec<Writer> = std::mem::take(&mut self.writers).into_values().collect();
+        let mut writers: Vec<Writer> = std::mem::take(&mut self.writers);
         writers.sort_by(|a, b| (a.tid, &a.comm).cmp(&(b.tid, &b.comm)));
         for w in &mut writers {
             w.sites

@@ -525,7 +525,7 @@ impl Recording {
 /// are decoded on one thread and reported on another, and a shared
 /// name's reference count would bounce between the two CPUs at every
 /// hit. Names are arbitrary bytes; they are shown lossily.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct TaskComm {
     bytes: [u8; TaskComm::MAX],
     len: u8,
@@ -556,6 +556,16 @@ impl TaskComm {
             Ok(text) => Cow::Borrowed(text),
             Err(_) => String::from_utf8_lossy(self.as_bytes()),
         }
+    }
+}
+
+impl std::hash::Hash for TaskComm {
+    /// Two words (the bytes after the name are zero, so equal names hash
+    /// equal): names key the report's maps at every hit.
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        let (low, high) = self.bytes.split_at(8);
+        state.write_u64(u64::from_le_bytes(low.try_into().unwrap_or_default()));
+        state.write_u64(u64::from_le_bytes(high.try_into().unwrap_or_default()));
     }
 }
 
