@@ -50,20 +50,10 @@ impl Hex {
     }
 
     fn bytes_into(self, buf: &mut [u8; 18]) -> &[u8] {
-        const DIGITS: &[u8; 16] = b"0123456789abcdef";
-        let mut v = self.0;
-        let mut i = buf.len();
-        loop {
-            i -= 1;
-            buf[i] = DIGITS[(v & 15) as usize];
-            v >>= 4;
-            if v == 0 {
-                break;
-            }
-        }
-        buf[i - 1] = b'x';
-        buf[i - 2] = b'0';
-        &buf[i - 2..]
+        let digits = hex_digits(self.0);
+        buf[..2].copy_from_slice(b"0x");
+        write_hex(&mut buf[2..2 + digits], self.0);
+        &buf[..2 + digits]
     }
 }
 
@@ -105,26 +95,14 @@ impl Put for Vec<u8> {
 
     #[inline]
     fn put_u64(&mut self, v: u64) -> &mut Self {
-        // Room made with one fixed-size write, the digits written into it
-        // right to left, two at a time, the rest cut off: a copy of a
-        // run-time length would be a call into memcpy, and digits built
-        // in a buffer and copied out in wide loads stall on the narrow
-        // stores that made them.
+        // Room made with one fixed-size write, the digits written into it,
+        // the rest cut off: a copy of a run-time length would be a call
+        // into memcpy, and digits built in a buffer and copied out in wide
+        // loads stall on the narrow stores that made them.
         let digits = decimal_digits(v);
         let start = self.len();
         self.extend_from_slice(&[b'0'; 20]);
-        let out = &mut self[start..start + digits];
-        let mut rest = v;
-        let mut at = digits;
-        while at >= 2 {
-            let pair = (rest % 100) as usize * 2;
-            out[at - 2..at].copy_from_slice(&DECIMAL_PAIRS[pair..pair + 2]);
-            rest /= 100;
-            at -= 2;
-        }
-        if at == 1 {
-            out[0] = b'0' + (rest % 10) as u8;
-        }
+        write_decimal(&mut self[start..start + digits], v);
         self.truncate(start + digits);
         self
     }
@@ -139,22 +117,11 @@ impl Put for Vec<u8> {
 
     #[inline]
     fn put_hex(&mut self, v: u64) -> &mut Self {
-        // As put_u64, a byte (two digits) at a time.
-        let digits = (64 - (v | 1).leading_zeros() as usize).div_ceil(4);
+        // As put_u64.
+        let digits = hex_digits(v);
         let start = self.len();
         self.extend_from_slice(b"0x0000000000000000");
-        let out = &mut self[start + 2..start + 2 + digits];
-        let mut rest = v;
-        let mut at = digits;
-        while at >= 2 {
-            let pair = (rest & 0xff) as usize * 2;
-            out[at - 2..at].copy_from_slice(&HEX_PAIRS[pair..pair + 2]);
-            rest >>= 8;
-            at -= 2;
-        }
-        if at == 1 {
-            out[0] = HEX_PAIRS[(rest & 0xf) as usize * 2 + 1];
-        }
+        write_hex(&mut self[start + 2..start + 2 + digits], v);
         self.truncate(start + 2 + digits);
         self
     }
@@ -225,14 +192,52 @@ fn decimal_digits(v: u64) -> usize {
     digits
 }
 
+/// The decimal digits of `v` into `out`, exactly [`decimal_digits`] long;
+/// two at a time, right to left.
+#[inline]
+fn write_decimal(out: &mut [u8], v: u64) {
+    let mut rest = v;
+    let mut at = out.len();
+    while at >= 2 {
+        let pair = (rest % 100) as usize * 2;
+        out[at - 2..at].copy_from_slice(&DECIMAL_PAIRS[pair..pair + 2]);
+        rest /= 100;
+        at -= 2;
+    }
+    if at == 1 {
+        out[0] = b'0' + (rest % 10) as u8;
+    }
+}
+
+/// How many hex digits `v` has (1 for 0).
+#[inline]
+fn hex_digits(v: u64) -> usize {
+    (64 - (v | 1).leading_zeros() as usize).div_ceil(4)
+}
+
+/// The hex digits of `v` into `out`, exactly [`hex_digits`] long; a byte
+/// (two digits) at a time, right to left.
+#[inline]
+fn write_hex(out: &mut [u8], v: u64) {
+    let mut rest = v;
+    let mut at = out.len();
+    while at >= 2 {
+        let pair = (rest & 0xff) as usize * 2;
+        out[at - 2..at].copy_from_slice(&HEX_PAIRS[pair..pair + 2]);
+        rest >>= 8;
+        at -= 2;
+    }
+    if at == 1 {
+        out[0] = HEX_PAIRS[(rest & 0xf) as usize * 2 + 1];
+    }
+}
+
 /// `v` with leading zeros to `width` digits.
 fn put_padded(o: &mut Vec<u8>, v: u64, width: usize) {
-    let mut buf = itoa::Buffer::new();
-    let digits = buf.format(v);
-    for _ in digits.len()..width {
+    for _ in decimal_digits(v)..width {
         o.push(b'0');
     }
-    o.extend_from_slice(digits.as_bytes());
+    o.put_u64(v);
 }
 
 /// A value as the report shows it: the kernel never puts the task's stack
@@ -283,17 +288,9 @@ fn clock_name(clockid: Option<i32>) -> String {
 }
 
 pub fn secs(ns: u64) -> String {
-    Secs(ns).to_string()
-}
-
-struct Secs(u64);
-
-impl std::fmt::Display for Secs {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let mut o = Vec::with_capacity(24);
-        o.put_secs(self.0);
-        f.write_str(std::str::from_utf8(&o).unwrap_or("?"))
-    }
+    let mut o = Vec::with_capacity(24);
+    o.put_secs(ns);
+    String::from_utf8(o).unwrap_or_default()
 }
 
 fn duration(ns: u64) -> String {
@@ -828,7 +825,7 @@ fn render_hit_line(o: &mut Vec<u8>, m: &MatchedHit) -> io::Result<()> {
     writeln!(
         o,
         "      {}  watch {} ({}/{}): {} -> {} at {}{}",
-        Secs(h.ctx.time_ns),
+        secs(h.ctx.time_ns),
         h.id,
         h.victim_comm,
         h.victim_pid,
