@@ -49,24 +49,13 @@ fn rewrite(src: &PerfFile, dst: &Path, how: &Copy) {
     );
     let ft = src.features();
     let config = WriterConfig {
-        events: src
-            .attrs()
-            .iter()
-            .map(|a| EventSpec {
-                attr: a.attr.clone(),
-                name: a.name.clone().unwrap(),
-                ids: a.ids.clone(),
-            })
-            .collect(),
         tracing_data: blob,
-        hostname: ft.hostname.clone().unwrap(),
-        os_release: ft.os_release.clone().unwrap(),
         nr_cpus_online: ft.nr_cpus.unwrap().online,
         nr_cpus_avail: ft.nr_cpus.unwrap().available,
         cmdline: vec!["ksw".into(), "record".into(), "--test".into()],
         clock_res_ns: ft.clock_res_ns,
         clock_data: if how.clock_data { ft.clock_data } else { None },
-        ..WriterConfig::default()
+        ..WriterConfig::from_recording(src)
     };
     let out = BufWriter::new(File::create(dst).unwrap());
     let mut w = Writer::create(out, config).unwrap();
