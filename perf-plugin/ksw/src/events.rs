@@ -386,11 +386,26 @@ impl Recording {
     /// As [`Self::stream`], all on the caller's thread.
     pub fn stream_here(&self, mut sink: impl FnMut(Event)) -> (StreamStats, Result<(), LoadError>) {
         let mut stats = StreamStats::default();
-        // One entry per kstackwatch format (three): a scan beats hashing.
+        // One entry per kstackwatch format (three), and per event of the
+        // file its entry (None: not kstackwatch's), looked up once here.
         let mut fields: Vec<FieldSet<'_>> = Vec::new();
-        // Per attribute (event) of the file: its FieldSet in `fields`, or
-        // None for an event that is not kstackwatch's.
-        let mut field_set_of_attr: Vec<Option<Option<usize>>> = vec![None; self.file.attrs().len()];
+        let field_set_of_attr: Vec<Option<usize>> = self
+            .file
+            .attrs()
+            .iter()
+            .map(|a| {
+                let format = a.format.as_ref().filter(|f| f.system == SYSTEM)?;
+                Some(
+                    match fields.iter().position(|f| std::ptr::eq(f.format, format)) {
+                        Some(i) => i,
+                        None => {
+                            fields.push(FieldSet::new(format));
+                            fields.len() - 1
+                        }
+                    },
+                )
+            })
+            .collect();
         let mut queue: Reorder<Event> = Reorder::new();
         let mut released = self.file.data_range().0;
         let mut result = Ok(());
@@ -476,27 +491,7 @@ impl Recording {
                     }
                 }
                 Record::Sample(s) => {
-                    let known = field_set_of_attr.get(s.attr_index).copied().flatten();
-                    let index =
-                        match known {
-                            Some(index) => index,
-                            None => {
-                                let index = s.format.filter(|f| f.system == SYSTEM).map(|format| {
-                                    match fields.iter().position(|f| std::ptr::eq(f.format, format))
-                                    {
-                                        Some(i) => i,
-                                        None => {
-                                            fields.push(FieldSet::new(format));
-                                            fields.len() - 1
-                                        }
-                                    }
-                                });
-                                if let Some(entry) = field_set_of_attr.get_mut(s.attr_index) {
-                                    *entry = Some(index);
-                                }
-                                index
-                            }
-                        };
+                    let index = field_set_of_attr.get(s.attr_index).copied().flatten();
                     let Some(set) = index.map(|i| &fields[i]) else {
                         continue;
                     };
