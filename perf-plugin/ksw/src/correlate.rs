@@ -727,7 +727,7 @@ impl<'c> Correlator<'c> {
             }
         };
         site.count += 1;
-        site.cpus.extend(m.hit.ctx.cpu);
+        site.cpus.extend(m.hit.ctx.cpu.map(u32::from));
         if site.victims.len() < 1000 {
             site.victims.insert(m.hit.id);
         }
@@ -872,11 +872,10 @@ mod tests {
     use crate::events::Context;
     use ksw_core::events::{DisarmReason, ExitState, WriterContext};
 
-    fn ctx(time_ns: u64, tid: i32, cpu: u32) -> Context {
+    fn ctx(time_ns: u64, tid: i32, cpu: u16) -> Context {
         Context {
             time_ns,
             cpu: Some(cpu),
-            pid: tid,
             tid,
             ..Context::default()
         }
