@@ -500,7 +500,7 @@ impl Recording {
                     let Some(set) = index.map(|i| &fields[i]) else {
                         continue;
                     };
-                    match decode_sample(&s, set) {
+                    match decode_sample(s, set) {
                         Ok(Some(event)) => {
                             queue.push(event.time_ns(), event);
                             stats.events += 1;
