@@ -465,35 +465,55 @@ type Tasks = Written<(i32, Option<TaskComm>)>;
 /// JSON members written, by (address, which members).
 type Fragments = Written<(u64, Fragment)>;
 
-/// JSON text written once per key and copied after. The last few keys are
-/// compared before the map is hashed: consecutive frames mostly repeat
-/// them, and hashing a task's name for every frame was a tenth of a JSON
-/// report's time.
+/// JSON text written once per key and copied after. A small table indexed
+/// by the key's [`Slot`] is tried before the map is hashed: a recording
+/// has a handful of tasks and addresses, and hashing a task's name for
+/// every frame was a tenth of a JSON report's time.
 #[derive(Debug)]
 struct Written<K> {
     index: FxHashMap<K, usize>,
     texts: Vec<Box<[u8]>>,
-    recent: [Option<(K, usize)>; 4],
-    next: usize,
+    recent: [Option<(K, usize)>; RECENT],
 }
 
-impl<K> Default for Written<K> {
+/// Entries of [`Written`]'s table (a power of two).
+const RECENT: usize = 64;
+
+/// Where a key sits in [`Written`]'s table: cheap, and different for
+/// the few keys of a recording.
+trait Slot {
+    fn slot(&self) -> usize;
+}
+
+impl Slot for (i32, Option<TaskComm>) {
+    fn slot(&self) -> usize {
+        self.0 as usize % RECENT
+    }
+}
+
+impl Slot for (u64, Fragment) {
+    fn slot(&self) -> usize {
+        // Code addresses differ in their low bits; one bit for the kind.
+        (self.0 ^ (self.0 >> 7)) as usize % (RECENT / 2) * 2 + self.1 as usize
+    }
+}
+
+impl<K: Copy> Default for Written<K> {
     fn default() -> Self {
         Written {
             index: FxHashMap::default(),
             texts: Vec::new(),
-            recent: [None, None, None, None],
-            next: 0,
+            recent: [None; RECENT],
         }
     }
 }
 
-impl<K: Copy + Eq + std::hash::Hash> Written<K> {
+impl<K: Copy + Eq + std::hash::Hash + Slot> Written<K> {
     fn get_or_write(&mut self, key: K, write: impl FnOnce(&mut Vec<u8>)) -> &[u8] {
-        let known = self.recent.iter().flatten().find(|(k, _)| *k == key);
-        let at = match known {
-            Some(&(_, at)) => at,
-            None => {
+        let slot = key.slot();
+        let at = match self.recent[slot] {
+            Some((k, at)) if k == key => at,
+            _ => {
                 let at = match self.index.get(&key) {
                     Some(&at) => at,
                     None => {
@@ -504,8 +524,7 @@ impl<K: Copy + Eq + std::hash::Hash> Written<K> {
                         self.texts.len() - 1
                     }
                 };
-                self.recent[self.next] = Some((key, at));
-                self.next = (self.next + 1) % self.recent.len();
+                self.recent[slot] = Some((key, at));
                 at
             }
         };
