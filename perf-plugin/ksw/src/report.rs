@@ -117,11 +117,13 @@ impl Put for Vec<u8> {
 
     #[inline]
     fn put_hex(&mut self, v: u64) -> &mut Self {
-        // As put_u64.
+        // As put_u64: all 16 digits written, the significant ones first,
+        // the rest cut off.
         let digits = hex_digits(v);
         let start = self.len();
-        self.extend_from_slice(b"0x0000000000000000");
-        write_hex(&mut self[start + 2..start + 2 + digits], v);
+        let mut room = *b"0x0000000000000000";
+        room[2..].copy_from_slice(&hex16(v << (64 - 4 * digits)));
+        self.extend_from_slice(&room);
         self.truncate(start + 2 + digits);
         self
     }
@@ -167,29 +169,23 @@ const DECIMAL_PAIRS: [u8; 200] = {
     t
 };
 
-/// "00" "01" .. "ff".
-const HEX_PAIRS: [u8; 512] = {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut t = [0u8; 512];
-    let mut i = 0;
-    while i < 256 {
-        t[2 * i] = DIGITS[i >> 4];
-        t[2 * i + 1] = DIGITS[i & 15];
-        i += 1;
-    }
-    t
-};
-
-/// How many decimal digits `v` has (1 for 0).
+/// How many decimal digits `v` has (1 for 0): from its bit length
+/// (1233 / 4096 is just above log10 2), corrected by one comparison.
 #[inline]
 fn decimal_digits(v: u64) -> usize {
-    let mut digits = 1;
-    let mut bound = 10u64;
-    while digits < 20 && v >= bound {
-        digits += 1;
-        bound = bound.saturating_mul(10);
-    }
-    digits
+    const POWERS: [u64; 20] = {
+        let mut t = [1u64; 20];
+        let mut i = 1;
+        while i < 20 {
+            t[i] = t[i - 1] * 10;
+            i += 1;
+        }
+        t
+    };
+    let v = v | 1;
+    let bits = 64 - v.leading_zeros() as usize;
+    let guess = bits * 1233 >> 12;
+    guess + 1 - usize::from(v < POWERS[guess])
 }
 
 /// The decimal digits of `v` into `out`, exactly [`decimal_digits`] long;
@@ -215,21 +211,36 @@ fn hex_digits(v: u64) -> usize {
     (64 - (v | 1).leading_zeros() as usize).div_ceil(4)
 }
 
-/// The hex digits of `v` into `out`, exactly [`hex_digits`] long; a byte
-/// (two digits) at a time, right to left.
+/// The 16 hex digits of `v`, most significant first, computed in one
+/// 128-bit word: each nibble spread into a byte of its own, then turned
+/// into its digit (no table, no loop).
+#[inline]
+fn hex16(v: u64) -> [u8; 16] {
+    const fn lanes(pattern: u128, width: u32) -> u128 {
+        let mut t = 0;
+        let mut at = 0;
+        while at < 128 {
+            t |= pattern << at;
+            at += width;
+        }
+        t
+    }
+    let mut x = u128::from(v);
+    x = (x & 0xffff_ffff) | (x >> 32 << 64);
+    x = (x & lanes(0xffff, 64)) | ((x >> 16 & lanes(0xffff, 64)) << 32);
+    x = (x & lanes(0xff, 32)) | ((x >> 8 & lanes(0xff, 32)) << 16);
+    x = (x & lanes(0xf, 16)) | ((x >> 4 & lanes(0xf, 16)) << 8);
+    // Nibbles 10..15 carry into bit 4 when 6 is added: they get 'a' - '0' - 10 more.
+    let letters = (x + lanes(0x06, 8)) >> 4 & lanes(0x01, 8);
+    (x + lanes(0x30, 8) + letters * 0x27).to_be_bytes()
+}
+
+/// The hex digits of `v` into `out`, exactly [`hex_digits`] long.
 #[inline]
 fn write_hex(out: &mut [u8], v: u64) {
-    let mut rest = v;
-    let mut at = out.len();
-    while at >= 2 {
-        let pair = (rest & 0xff) as usize * 2;
-        out[at - 2..at].copy_from_slice(&HEX_PAIRS[pair..pair + 2]);
-        rest >>= 8;
-        at -= 2;
-    }
-    if at == 1 {
-        out[0] = HEX_PAIRS[(rest & 0xf) as usize * 2 + 1];
-    }
+    // Shifted so the significant digits come first.
+    let digits = out.len();
+    out.copy_from_slice(&hex16(v << (64 - 4 * digits))[..digits]);
 }
 
 /// `v` with leading zeros to `width` digits.
@@ -2049,6 +2060,14 @@ mod tests {
             ten = next;
         }
         values.extend([ten, ten - 1, ten + 1]);
+        // And every digit in every position (xorshift).
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        for _ in 0..10_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            values.extend([x, x >> (x % 64)]);
+        }
         for v in values {
             let mut o = Vec::new();
             o.put_u64(v)
