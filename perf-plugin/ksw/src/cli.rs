@@ -51,33 +51,40 @@ pub enum Command {
     },
 }
 
-#[derive(Debug, Args)]
-pub struct RecordArgs {
+/// How a recording is made: `ksw record`'s and `ksw sweep`'s options.
+#[derive(Clone, Debug, Args)]
+pub struct RecordingOptions {
     /// Output file (perf.data format).
     #[arg(short, long, default_value = "perf.data")]
     pub output: PathBuf,
     /// Record kernel call chains (the writer's, for hits).
     #[arg(short = 'g', long = "call-graph")]
     pub callchain: bool,
-    /// Also capture ftrace function_graph (mono clock, own tracefs
-    /// instance) into OUTPUT.graph.
+    /// Also capture ftrace function_graph of the watched functions (mono
+    /// clock, own tracefs instance) into OUTPUT.graph.
     #[arg(long)]
     pub function_graph: bool,
+    /// Ring buffer size per CPU, in pages (a power of two).
+    #[arg(short = 'm', long, default_value_t = 64)]
+    pub mmap_pages: usize,
+    /// Command to run while recording; without one, record until Ctrl-C.
+    #[arg(last = true)]
+    pub command: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct RecordArgs {
+    #[command(flatten)]
+    pub recording: RecordingOptions,
     /// Functions to graph (set_ftrace_filter syntax, e.g. ':mod:foo');
     /// default: the watched functions.
     #[arg(long = "graph-filter", value_name = "PATTERN")]
     pub graph_filter: Vec<String>,
-    /// Ring buffer size per CPU, in pages (a power of two).
-    #[arg(short = 'm', long, default_value_t = 64)]
-    pub mmap_pages: usize,
     /// Watch a variable while recording, as `ksw watch` words ('FUNC VAR
     /// [--at FILE:LINE] [--module FILE.ko]...'); repeatable. Applied before
     /// recording, the previous configuration restored after.
     #[arg(long = "watch", value_name = "'FUNC VAR ...'")]
     pub watch: Vec<String>,
-    /// Command to run while recording; without one, record until Ctrl-C.
-    #[arg(last = true)]
-    pub command: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -109,19 +116,6 @@ pub struct SweepArgs {
     /// call in the task).
     #[arg(long, value_name = "N")]
     pub depth: Option<u16>,
-    /// Output file (perf.data format).
-    #[arg(short, long, default_value = "perf.data")]
-    pub output: PathBuf,
-    /// Record kernel call chains (the writer's, for hits).
-    #[arg(short = 'g', long = "call-graph")]
-    pub callchain: bool,
-    /// Also capture ftrace function_graph of the swept functions into
-    /// OUTPUT.graph.
-    #[arg(long)]
-    pub function_graph: bool,
-    /// Ring buffer size per CPU, in pages (a power of two).
-    #[arg(short = 'm', long, default_value_t = 64)]
-    pub mmap_pages: usize,
     /// Most functions to sweep; more matching is an error (the module
     /// takes at most 4096 in one spec).
     #[arg(long, value_name = "N", default_value_t = ksw_core::config::MAX_FUNCS as usize)]
@@ -134,9 +128,8 @@ pub struct SweepArgs {
     /// /proc/kstackwatch, nothing recorded.
     #[arg(long)]
     pub print: bool,
-    /// Command to run while recording; without one, record until Ctrl-C.
-    #[arg(last = true)]
-    pub command: Vec<String>,
+    #[command(flatten)]
+    pub recording: RecordingOptions,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]

@@ -707,8 +707,8 @@ fn synthesize_maps(
 
 /// Records; returns the exit status to give (the command's, or 0).
 pub fn run(args: &RecordArgs) -> Result<u8, RecordError> {
-    if !args.mmap_pages.is_power_of_two() {
-        return Err(RecordError::MmapPages(args.mmap_pages));
+    if !args.recording.mmap_pages.is_power_of_two() {
+        return Err(RecordError::MmapPages(args.recording.mmap_pages));
     }
     let tracefs = tracefs()?;
     let ids: Vec<u64> = KSW_EVENTS
@@ -721,12 +721,12 @@ pub fn run(args: &RecordArgs) -> Result<u8, RecordError> {
     } else {
         args.graph_filter.clone()
     };
-    if args.function_graph && graph_filters.is_empty() {
+    if args.recording.function_graph && graph_filters.is_empty() {
         return Err(RecordError::NoGraphFilter);
     }
     // SAFETY: sysconf has no preconditions.
     let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as usize;
-    let ring_bytes = page * args.mmap_pages;
+    let ring_bytes = page * args.recording.mmap_pages;
 
     let mut fds: Vec<(usize, OwnedFd)> = Vec::new();
     let mut rings: Vec<Ring> = Vec::new();
@@ -734,7 +734,7 @@ pub fn run(args: &RecordArgs) -> Result<u8, RecordError> {
         .iter()
         .zip(&ids)
         .map(|(name, &id)| EventSpec {
-            attr: attribute(id, args.callchain, false, ring_bytes),
+            attr: attribute(id, args.recording.callchain, false, ring_bytes),
             name: format!("{SYSTEM}:{name}"),
             ids: Vec::new(),
         })
@@ -743,7 +743,7 @@ pub fn run(args: &RecordArgs) -> Result<u8, RecordError> {
     for &cpu in &cpus {
         let mut leader: Option<usize> = None;
         for (index, &id) in ids.iter().enumerate() {
-            let attr = attribute(id, args.callchain, leader.is_none(), ring_bytes);
+            let attr = attribute(id, args.recording.callchain, leader.is_none(), ring_bytes);
             let event = KSW_EVENTS[index];
             let fd = open_event(&attr, cpu).map_err(|source| match source.raw_os_error() {
                 Some(libc::EACCES) | Some(libc::EPERM) => RecordError::Permission {
@@ -761,7 +761,7 @@ pub fn run(args: &RecordArgs) -> Result<u8, RecordError> {
             match leader {
                 None => {
                     rings.push(
-                        Ring::map(&fd, args.mmap_pages)
+                        Ring::map(&fd, args.recording.mmap_pages)
                             .map_err(|source| RecordError::Mmap { cpu, source })?,
                     );
                     leader = Some(fds.len());
@@ -787,9 +787,9 @@ pub fn run(args: &RecordArgs) -> Result<u8, RecordError> {
         tracing_data::build(&tracefs, &events, Some(&kallsyms)).map_err(RecordError::Formats)?;
     let mono = clock_ns(libc::CLOCK_MONOTONIC);
     let wall = clock_ns(libc::CLOCK_REALTIME);
-    let (output, file) = Output::create(&args.output)?;
+    let (output, file) = Output::create(&args.recording.output)?;
     let werr = |source: io::Error| RecordError::File {
-        path: args.output.clone(),
+        path: args.recording.output.clone(),
         source,
     };
     let first_id = specs[0].ids[0];
@@ -817,11 +817,11 @@ pub fn run(args: &RecordArgs) -> Result<u8, RecordError> {
     synthesize_maps(&mut writer, &kallsyms, first_id, mono).map_err(werr)?;
 
     let graph_path = {
-        let mut p = args.output.clone().into_os_string();
+        let mut p = args.recording.output.clone().into_os_string();
         p.push(".graph");
         PathBuf::from(p)
     };
-    let graph = if args.function_graph {
+    let graph = if args.recording.function_graph {
         let (out, file) = Output::create(&graph_path)?;
         Some((GraphCapture::start(&tracefs, &graph_filters)?, out, file))
     } else {
@@ -835,7 +835,7 @@ pub fn run(args: &RecordArgs) -> Result<u8, RecordError> {
         ioctl(fd, "ENABLE", |f| unsafe { sys::ioctls::ENABLE(f, 0) })?;
     }
 
-    let mut child: Option<Child> = match args.command.split_first() {
+    let mut child: Option<Child> = match args.recording.command.split_first() {
         Some((program, rest)) => {
             Some(Process::new(program).args(rest).spawn().map_err(|source| {
                 RecordError::Command {
@@ -933,8 +933,8 @@ pub fn run(args: &RecordArgs) -> Result<u8, RecordError> {
         counts[0],
         counts[1],
         counts[2],
-        args.output.display(),
-        if args.function_graph {
+        args.recording.output.display(),
+        if args.recording.function_graph {
             format!(" and {}", graph_path.display())
         } else {
             String::new()

@@ -1380,20 +1380,16 @@ fn describe_selection(sel: &Selection) -> String {
 
 fn record_args(args: &SweepArgs) -> RecordArgs {
     RecordArgs {
-        output: args.output.clone(),
-        callchain: args.callchain,
-        function_graph: args.function_graph,
+        recording: args.recording.clone(),
         // The recorder's default: the watched functions.
         graph_filter: Vec::new(),
-        mmap_pages: args.mmap_pages,
         watch: Vec::new(),
-        command: args.command.clone(),
     }
 }
 
 /// Reads the recording back and prints the verdict (stdout).
 fn print_verdict(args: &SweepArgs) -> Result<(), String> {
-    let path = &args.output;
+    let path = &args.recording.output;
     let recording = crate::events::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let symbols = Symbols::choose(&recording, None).map_err(|e| e.to_string())?;
     let (analysis, error) = SweepAnalysis::of_recording(&recording, &symbols);
