@@ -184,7 +184,7 @@ fn decimal_digits(v: u64) -> usize {
     };
     let v = v | 1;
     let bits = 64 - v.leading_zeros() as usize;
-    let guess = bits * 1233 >> 12;
+    let guess = (bits * 1233) >> 12;
     guess + 1 - usize::from(v < POWERS[guess])
 }
 
