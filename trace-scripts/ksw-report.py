@@ -193,6 +193,10 @@ def kstackwatch__ksw_arm(event_name, context, common_cpu, common_secs, common_ns
                  probe=want(probe_ip), addr=addr, len=len, value=value, slot=slot,
                  depth=depth, canary=bool(flags & ARM_CANARY))
     f.victim_pid = common_pid
+    if extra[1:]:
+        # The kernel's own name (a kernel thread has no COMM record).
+        f.victim_comm = comm_str(extra[1])
+        NAMES[common_pid] = f.victim_comm
     if f.victim_comm is None:
         f.victim_comm = NAMES.get(common_pid) or comm_str(common_comm)
 

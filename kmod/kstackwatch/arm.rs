@@ -163,6 +163,7 @@ fn arm(
     let canary = matches!(watch.target, Target::Canary(_));
     let value = glue::read_nofault(range.addr, range.len).unwrap_or(0);
     let probe_ip = watch.probe_ip();
+    let victim_comm = glue::current_comm();
     let armed = Armed {
         id: 0,
         spec: watch.index,
@@ -180,7 +181,7 @@ fn arm(
         canary,
         arm_value: value,
         victim_pid: glue::current_pid(),
-        victim_comm: glue::current_comm(),
+        victim_comm,
         armed_ns: t0,
     };
     let id = SLOTS.publish(slot, armed, glue::online_cpus().saturating_sub(1));
@@ -197,6 +198,7 @@ fn arm(
         spec: watch.index,
         len: range.len,
         flags: if canary { flags::ARM_CANARY } else { 0 },
+        victim_comm,
     });
     COUNTERS.inc(Counter::Arms);
     watch.stats.armed.fetch_add(1, Ordering::Relaxed);

@@ -54,8 +54,9 @@ struct ksw_arm_record {
 	u8 spec;
 	u8 len;
 	u8 flags;
+	char victim_comm[16];
 };
-static_assert(sizeof(struct ksw_arm_record) == 48);
+static_assert(sizeof(struct ksw_arm_record) == 64);
 static_assert(offsetof(struct ksw_arm_record, id) == 0);
 static_assert(offsetof(struct ksw_arm_record, probe_ip) == 8);
 static_assert(offsetof(struct ksw_arm_record, addr) == 16);
@@ -66,6 +67,7 @@ static_assert(offsetof(struct ksw_arm_record, slot) == 44);
 static_assert(offsetof(struct ksw_arm_record, spec) == 45);
 static_assert(offsetof(struct ksw_arm_record, len) == 46);
 static_assert(offsetof(struct ksw_arm_record, flags) == 47);
+static_assert(offsetof(struct ksw_arm_record, victim_comm) == 48);
 
 /* TP_STRUCT__entry() of ksw_arm: the record's fields, in order. */
 #define KSW_ARM_FIELDS \
@@ -78,7 +80,8 @@ static_assert(offsetof(struct ksw_arm_record, flags) == 47);
 	__field(u8, slot) \
 	__field(u8, spec) \
 	__field(u8, len) \
-	__field(u8, flags)
+	__field(u8, flags) \
+	__array(char, victim_comm, 16)
 
 /* TP_fast_assign() of ksw_arm from a record pointer. */
 #define KSW_ARM_ASSIGN(rec) \
@@ -91,7 +94,8 @@ static_assert(offsetof(struct ksw_arm_record, flags) == 47);
 	__entry->slot = (rec)->slot; \
 	__entry->spec = (rec)->spec; \
 	__entry->len = (rec)->len; \
-	__entry->flags = (rec)->flags;
+	__entry->flags = (rec)->flags; \
+	memcpy(__entry->victim_comm, (rec)->victim_comm, 16);
 
 /* The ring-buffer entry has the record's layout after its common header. */
 #define KSW_ARM_CHECK_ENTRY(entry) \
@@ -104,7 +108,8 @@ static_assert(offsetof(struct ksw_arm_record, flags) == 47);
 	static_assert(offsetof(entry, slot) - offsetof(entry, id) == 44); \
 	static_assert(offsetof(entry, spec) - offsetof(entry, id) == 45); \
 	static_assert(offsetof(entry, len) - offsetof(entry, id) == 46); \
-	static_assert(offsetof(entry, flags) - offsetof(entry, id) == 47);
+	static_assert(offsetof(entry, flags) - offsetof(entry, id) == 47); \
+	static_assert(offsetof(entry, victim_comm) - offsetof(entry, id) == 48);
 
 struct ksw_hit_record {
 	u64 id;

@@ -27,12 +27,12 @@ TRACE_EVENT(ksw_arm,
 
 	TP_fast_assign(KSW_ARM_ASSIGN(rec)),
 
-	TP_printk("id=%llu slot=%u spec=%u depth=%u probe=%pS addr=0x%llx len=%u sp=0x%llx value=%s0x%llx",
+	TP_printk("id=%llu slot=%u spec=%u depth=%u probe=%pS addr=0x%llx len=%u sp=0x%llx value=%s0x%llx victim=%s",
 		  __entry->id, __entry->slot, __entry->spec, __entry->depth,
 		  (void *)(unsigned long)__entry->probe_ip, __entry->addr,
 		  __entry->len, __entry->sp,
 		  __entry->flags & KSW_ARM_CANARY ? "canary/" : "",
-		  __entry->value)
+		  __entry->value, __entry->victim_comm)
 );
 
 /*

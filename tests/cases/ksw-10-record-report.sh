@@ -47,6 +47,14 @@ echo "$json" >/tmp/report.json
 python3 -c "$prog" "$vpid" "$wpid" </tmp/report.json || fail "JSON report"
 ok "JSON report: same victim, writer and verdict"
 
+# A frame without hits, of a kernel thread created while recording: since
+# 6.2 such a thread is named in copy_process, with no COMM record (its
+# FORK record says kthreadd); the name is the arm event's own.
+$KSW record -o /tmp/clean.data -- sh -c 'echo clean > /proc/kstackwatch_test' 2>/dev/null || fail "ksw record of a clean frame"
+vpid=$(field "$(cat /proc/kstackwatch_test)" victim_pids)
+text=$($KSW report -i /tmp/clean.data --max-frames 0) || fail "ksw report of a clean frame"
+expect_match "$text" "task     ksw-victim/$vpid on cpu" "a hitless kernel thread's frame is named by its arm"
+
 # perf reads ksw's file; the plugin makes it readable.
 pout=$(perf script -i /tmp/ksw.data 2>/tmp/perf.err) || fail "perf script on ksw's file: $(cat /tmp/perf.err)"
 expect "$(grep -c 'kstackwatch:ksw_' <<<"$pout")" 3 "perf script sees the 3 events"

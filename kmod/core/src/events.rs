@@ -152,6 +152,9 @@ record! {
         pub len: U8,
         /// `flags::ARM_*`.
         pub flags: U8,
+        /// The victim task's name (the arming task: a kernel thread named
+        /// at its creation has no COMM record to name it otherwise).
+        pub victim_comm: Comm,
     }
 }
 
@@ -443,7 +446,7 @@ mod tests {
 
     #[test]
     fn records_have_the_sizes_the_c_side_asserts() {
-        assert_eq!(core::mem::size_of::<ArmRecord>(), 48);
+        assert_eq!(core::mem::size_of::<ArmRecord>(), 64);
         assert_eq!(core::mem::size_of::<HitRecord>(), 88);
         assert_eq!(core::mem::size_of::<DisarmRecord>(), 40);
     }

@@ -194,8 +194,8 @@ pub struct Frame {
     pub hits: Vec<MatchedHit>,
     /// Hits recorded for it.
     pub hit_count: u64,
-    /// The victim task's name: the kernel's (a hit's `victim_comm`), else
-    /// the recording's name for the task.
+    /// The victim task's name: the kernel's (the arm's or a hit's
+    /// `victim_comm`), else the recording's name for the task.
     pub task_name: Option<TaskComm>,
     /// The victim task, when known (the arm's tid, else a hit's victim_pid).
     pub tid: Option<i32>,
@@ -574,6 +574,11 @@ impl<'c> Correlator<'c> {
         for id in dead {
             self.supersede(id, time);
         }
+        // The kernel's name for the victim (a kernel thread created during
+        // the recording has no COMM record).
+        if let Some(name) = a.victim_comm {
+            self.names.insert(a.ctx.tid, name);
+        }
         self.lowest_arm_id = Some(self.lowest_arm_id.map_or(a.id, |l| l.min(a.id)));
         self.slot_owner.insert(a.slot, a.id);
         let id = a.id;
@@ -584,7 +589,7 @@ impl<'c> Correlator<'c> {
             end: End::StillArmed,
             hits: Vec::new(),
             hit_count: 0,
-            task_name: None,
+            task_name: a.victim_comm,
             tid: Some(a.ctx.tid),
             slot: a.slot,
             addr: a.addr,
@@ -894,6 +899,7 @@ mod tests {
             sp: addr - 0x40,
             value: 0xdead,
             canary: false,
+            victim_comm: None,
         })
     }
 
@@ -1175,6 +1181,59 @@ mod tests {
             vec![],
         );
         assert_eq!(frames[0].task_name, Some(TaskComm::from("kthread-new")));
+    }
+
+    #[test]
+    fn a_kernel_thread_without_a_comm_record_is_named_by_its_arm() {
+        // Since 6.2 a kernel thread is named in copy_process: its FORK
+        // record (parent kthreadd) is followed by no COMM record. The
+        // arm's own victim_comm names it, and its later frames too.
+        let named_arm = |id: u64, t: u64, addr: u64| match arm(id, t, addr) {
+            Event::Arm(mut a) => {
+                a.victim_comm = Some(TaskComm::from("kworker-new"));
+                Event::Arm(a)
+            }
+            _ => unreachable!(),
+        };
+        let (frames, _) = run(
+            vec![
+                Event::Comm(Comm {
+                    time_ns: 1,
+                    pid: 2,
+                    tid: 2,
+                    name: "kthreadd".into(),
+                }),
+                Event::Fork(Fork {
+                    time_ns: 5,
+                    tid: 101,
+                    parent_tid: 2,
+                }),
+                named_arm(1, 10, 0x1000),
+                disarm(1, 30, 0x1000, 0, false),
+            ],
+            vec![],
+        );
+        assert_eq!(frames[0].task_name, Some(TaskComm::from("kworker-new")));
+        // Without the field (old recordings), the fork's inherited name.
+        let (frames, _) = run(
+            vec![
+                Event::Comm(Comm {
+                    time_ns: 1,
+                    pid: 2,
+                    tid: 2,
+                    name: "kthreadd".into(),
+                }),
+                Event::Fork(Fork {
+                    time_ns: 5,
+                    tid: 101,
+                    parent_tid: 2,
+                }),
+                arm(1, 10, 0x1000),
+                disarm(1, 30, 0x1000, 0, false),
+            ],
+            vec![],
+        );
+        assert_eq!(frames[0].task_name, Some(TaskComm::from("kthreadd")));
     }
 
     #[test]

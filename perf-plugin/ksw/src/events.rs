@@ -55,6 +55,8 @@ pub struct Arm {
     pub value: u64,
     /// A canary watch (`flags::ARM_CANARY`; absent in old recordings).
     pub canary: bool,
+    /// The victim's name as the kernel saw it (absent in old recordings).
+    pub victim_comm: Option<TaskComm>,
 }
 
 /// `kstackwatch:ksw_hit`: a watched slot was written (writer's context).
@@ -856,6 +858,13 @@ fn decode_sample<'f>(s: &Sample<'f>, set: &FieldSet<'f>) -> Result<Option<Event>
             sp: u(at!(field::SP))?,
             value: u(at!(field::VALUE))?,
             canary: optional(at!(field::FLAGS))? as u8 & flags::ARM_CANARY != 0,
+            victim_comm: if set.has(at!(field::VICTIM_COMM)) {
+                Some(TaskComm::new(
+                    set.text(at!(field::VICTIM_COMM), raw).map_err(err)?,
+                ))
+            } else {
+                None
+            },
             ctx,
         }),
         Kind::Hit => {
