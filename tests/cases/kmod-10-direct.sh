@@ -33,6 +33,8 @@ sp=$(field "$arm" sp)
 addr=$(field "$arm" addr)
 expect "$(printf '0x%x' $((addr - sp)))" "$(field "$cfg" so)" "watched address is sp + sp_offset"
 expect "$(field "$arm" value)" 0x1008 "value at arm (the buffer's word 8)"
+hit_victim=$(field "$hit" victim) # name/pid
+expect "$(field "$arm" victim)" "${hit_victim%/*}" "the arm names the victim as the hit does"
 id=$(field "$arm" id)
 expect "$(field "$hit" id)" "$id" "hit carries the arm's id"
 expect "$(field "$disarm" id)" "$id" "disarm carries the arm's id"
