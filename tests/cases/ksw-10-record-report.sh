@@ -54,6 +54,8 @@ $KSW record -o /tmp/clean.data -- sh -c 'echo clean > /proc/kstackwatch_test' 2>
 vpid=$(field "$(cat /proc/kstackwatch_test)" victim_pids)
 text=$($KSW report -i /tmp/clean.data --max-frames 0) || fail "ksw report of a clean frame"
 expect_match "$text" "task     ksw-victim/$vpid on cpu" "a hitless kernel thread's frame is named by its arm"
+pyout=$(KSW=$KSW perf script -i /tmp/clean.data -s trace-scripts/ksw-report.py 2>/tmp/py.err) || fail "ksw-report.py: $(cat /tmp/py.err)"
+expect_match "$pyout" "victim ksw-victim/$vpid," "ksw-report.py names it by its arm too"
 
 # perf reads ksw's file; the plugin makes it readable.
 pout=$(perf script -i /tmp/ksw.data 2>/tmp/perf.err) || fail "perf script on ksw's file: $(cat /tmp/perf.err)"
