@@ -60,8 +60,9 @@ pub struct RecordingOptions {
     /// Record kernel call chains (the writer's, for hits).
     #[arg(short = 'g', long = "call-graph")]
     pub callchain: bool,
-    /// Also capture ftrace function_graph of the watched functions (mono
-    /// clock, own tracefs instance) into OUTPUT.graph.
+    /// Also capture ftrace function_graph (mono clock, own tracefs
+    /// instance) into OUTPUT.graph: of the watched functions, or of
+    /// `ksw record --graph-filter`'s.
     #[arg(long)]
     pub function_graph: bool,
     /// Ring buffer size per CPU, in pages (a power of two).

@@ -836,6 +836,14 @@ fn decode_sample<'f>(s: &Sample<'f>, set: &FieldSet<'f>) -> Result<Option<Event>
             Ok(0)
         }
     };
+    // A task name; absent (older modules) is None.
+    let comm = |f: usize| -> Result<Option<TaskComm>, LoadError> {
+        if set.has(f) {
+            Ok(Some(TaskComm::new(set.text(f, raw).map_err(err)?)))
+        } else {
+            Ok(None)
+        }
+    };
     let ctx = Context {
         time_ns: s.time.unwrap_or(0),
         cpu: s.cpu.and_then(|c| u16::try_from(c).ok()),
@@ -858,25 +866,13 @@ fn decode_sample<'f>(s: &Sample<'f>, set: &FieldSet<'f>) -> Result<Option<Event>
             sp: u(at!(field::SP))?,
             value: u(at!(field::VALUE))?,
             canary: optional(at!(field::FLAGS))? as u8 & flags::ARM_CANARY != 0,
-            victim_comm: if set.has(at!(field::VICTIM_COMM)) {
-                Some(TaskComm::new(
-                    set.text(at!(field::VICTIM_COMM), raw).map_err(err)?,
-                ))
-            } else {
-                None
-            },
+            victim_comm: comm(at!(field::VICTIM_COMM))?,
             ctx,
         }),
         Kind::Hit => {
             let flags_v = optional(at!(field::FLAGS))? as u8;
             let victim_comm = TaskComm::new(set.text(at!(field::VICTIM_COMM), raw).map_err(err)?);
-            let writer_comm = if set.has(at!(field::WRITER_COMM)) {
-                Some(TaskComm::new(
-                    set.text(at!(field::WRITER_COMM), raw).map_err(err)?,
-                ))
-            } else {
-                None
-            };
+            let writer_comm = comm(at!(field::WRITER_COMM))?;
             Event::Hit(Hit {
                 id: u(at!(field::ID))?,
                 slot: u(at!(field::SLOT))? as u8,
@@ -947,11 +943,6 @@ mod tests {
         );
         assert_eq!(TaskComm::new(b"").as_bytes(), b"");
         assert!(TaskComm::from("ab") < TaskComm::from("abc"));
-        let hash = |c: TaskComm| {
-            use std::hash::{BuildHasher, BuildHasherDefault};
-            BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default().hash_one(c)
-        };
-        assert_eq!(hash(TaskComm::new(b"abc\0x")), hash(TaskComm::from("abc")));
         assert_eq!(TaskComm::new(b"abc\0x"), TaskComm::from("abc"));
     }
 

@@ -728,10 +728,6 @@ pub fn run(args: &RecordArgs) -> Result<u8, RecordError> {
     let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as usize;
     let ring_bytes = page * args.recording.mmap_pages;
 
-    // Before the events open: the names and maps read from /proc below
-    // are stamped with it, so they apply to every event in the rings (a
-    // frame that ends while /proc is still being read has its name).
-    let opened = clock_ns(libc::CLOCK_MONOTONIC);
     let mut fds: Vec<(usize, OwnedFd)> = Vec::new();
     let mut rings: Vec<Ring> = Vec::new();
     let mut specs: Vec<EventSpec> = KSW_EVENTS
@@ -817,8 +813,8 @@ pub fn run(args: &RecordArgs) -> Result<u8, RecordError> {
         },
     )
     .map_err(werr)?;
-    synthesize_comms(&mut writer, first_id, opened).map_err(werr)?;
-    synthesize_maps(&mut writer, &kallsyms, first_id, opened).map_err(werr)?;
+    synthesize_comms(&mut writer, first_id, mono).map_err(werr)?;
+    synthesize_maps(&mut writer, &kallsyms, first_id, mono).map_err(werr)?;
 
     let graph_path = {
         let mut p = args.recording.output.clone().into_os_string();

@@ -50,10 +50,9 @@ impl Hex {
     }
 
     fn bytes_into(self, buf: &mut [u8; 18]) -> &[u8] {
-        let digits = hex_digits(self.0);
-        buf[..2].copy_from_slice(b"0x");
-        write_hex(&mut buf[2..2 + digits], self.0);
-        &buf[..2 + digits]
+        let len;
+        (*buf, len) = hex_prefixed(self.0);
+        &buf[..len]
     }
 }
 
@@ -117,14 +116,11 @@ impl Put for Vec<u8> {
 
     #[inline]
     fn put_hex(&mut self, v: u64) -> &mut Self {
-        // As put_u64: all 16 digits written, the significant ones first,
-        // the rest cut off.
-        let digits = hex_digits(v);
+        // As put_u64: all 18 bytes written, the rest cut off.
+        let (text, len) = hex_prefixed(v);
         let start = self.len();
-        let mut room = *b"0x0000000000000000";
-        room[2..].copy_from_slice(&hex16(v << (64 - 4 * digits)));
-        self.extend_from_slice(&room);
-        self.truncate(start + 2 + digits);
+        self.extend_from_slice(&text);
+        self.truncate(start + len);
         self
     }
 
@@ -211,36 +207,47 @@ fn hex_digits(v: u64) -> usize {
     (64 - (v | 1).leading_zeros() as usize).div_ceil(4)
 }
 
+/// `pattern` repeated every `width` bits of a 128-bit word.
+const fn lanes(pattern: u128, width: u32) -> u128 {
+    let mut t = 0;
+    let mut at = 0;
+    while at < 128 {
+        t |= pattern << at;
+        at += width;
+    }
+    t
+}
+
 /// The 16 hex digits of `v`, most significant first, computed in one
 /// 128-bit word: each nibble spread into a byte of its own, then turned
 /// into its digit (no table, no loop).
 #[inline]
 fn hex16(v: u64) -> [u8; 16] {
-    const fn lanes(pattern: u128, width: u32) -> u128 {
-        let mut t = 0;
-        let mut at = 0;
-        while at < 128 {
-            t |= pattern << at;
-            at += width;
-        }
-        t
-    }
+    const HALVES: u128 = lanes(0xffff, 64);
+    const BYTES: u128 = lanes(0xff, 32);
+    const NIBBLES: u128 = lanes(0xf, 16);
+    const SIX: u128 = lanes(0x06, 8);
+    const ONE: u128 = lanes(0x01, 8);
+    const ZERO: u128 = lanes(0x30, 8);
     let mut x = u128::from(v);
     x = (x & 0xffff_ffff) | (x >> 32 << 64);
-    x = (x & lanes(0xffff, 64)) | ((x >> 16 & lanes(0xffff, 64)) << 32);
-    x = (x & lanes(0xff, 32)) | ((x >> 8 & lanes(0xff, 32)) << 16);
-    x = (x & lanes(0xf, 16)) | ((x >> 4 & lanes(0xf, 16)) << 8);
+    x = (x & HALVES) | ((x >> 16 & HALVES) << 32);
+    x = (x & BYTES) | ((x >> 8 & BYTES) << 16);
+    x = (x & NIBBLES) | ((x >> 4 & NIBBLES) << 8);
     // Nibbles 10..15 carry into bit 4 when 6 is added: they get 'a' - '0' - 10 more.
-    let letters = (x + lanes(0x06, 8)) >> 4 & lanes(0x01, 8);
-    (x + lanes(0x30, 8) + letters * 0x27).to_be_bytes()
+    let letters = (x + SIX) >> 4 & ONE;
+    (x + ZERO + letters * 0x27).to_be_bytes()
 }
 
-/// The hex digits of `v` into `out`, exactly [`hex_digits`] long.
+/// `0x` and the hex digits of `v` (`{v:#x}`), then filler, and how many
+/// bytes of it are the number.
 #[inline]
-fn write_hex(out: &mut [u8], v: u64) {
+fn hex_prefixed(v: u64) -> ([u8; 18], usize) {
+    let digits = hex_digits(v);
+    let mut text = *b"0x0000000000000000";
     // Shifted so the significant digits come first.
-    let digits = out.len();
-    out.copy_from_slice(&hex16(v << (64 - 4 * digits))[..digits]);
+    text[2..].copy_from_slice(&hex16(v << (64 - 4 * digits)));
+    (text, 2 + digits)
 }
 
 /// `v` with leading zeros to `width` digits.
@@ -505,7 +512,7 @@ impl Slot for (i32, Option<TaskComm>) {
 impl Slot for (u64, Fragment) {
     fn slot(&self) -> usize {
         // Code addresses differ in their low bits; one bit for the kind.
-        (self.0 ^ (self.0 >> 7)) as usize % (RECENT / 2) * 2 + self.1 as usize
+        (((self.0 ^ (self.0 >> 7)) << 1) as usize | self.1 as usize) % RECENT
     }
 }
 
