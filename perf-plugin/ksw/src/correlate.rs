@@ -1187,53 +1187,38 @@ mod tests {
     fn a_kernel_thread_without_a_comm_record_is_named_by_its_arm() {
         // Since 6.2 a kernel thread is named in copy_process: its FORK
         // record (parent kthreadd) is followed by no COMM record. The
-        // arm's own victim_comm names it, and its later frames too.
-        let named_arm = |id: u64, t: u64, addr: u64| match arm(id, t, addr) {
-            Event::Arm(mut a) => {
-                a.victim_comm = Some(TaskComm::from("kworker-new"));
-                Event::Arm(a)
-            }
-            _ => unreachable!(),
+        // arm's own victim_comm names it.
+        let kthread_frame = |victim_comm: Option<TaskComm>| {
+            let Event::Arm(mut a) = arm(1, 10, 0x1000) else {
+                unreachable!()
+            };
+            a.victim_comm = victim_comm;
+            let (frames, _) = run(
+                vec![
+                    Event::Comm(Comm {
+                        time_ns: 1,
+                        pid: 2,
+                        tid: 2,
+                        name: "kthreadd".into(),
+                    }),
+                    Event::Fork(Fork {
+                        time_ns: 5,
+                        tid: 101,
+                        parent_tid: 2,
+                    }),
+                    Event::Arm(a),
+                    disarm(1, 30, 0x1000, 0, false),
+                ],
+                vec![],
+            );
+            frames[0].task_name
         };
-        let (frames, _) = run(
-            vec![
-                Event::Comm(Comm {
-                    time_ns: 1,
-                    pid: 2,
-                    tid: 2,
-                    name: "kthreadd".into(),
-                }),
-                Event::Fork(Fork {
-                    time_ns: 5,
-                    tid: 101,
-                    parent_tid: 2,
-                }),
-                named_arm(1, 10, 0x1000),
-                disarm(1, 30, 0x1000, 0, false),
-            ],
-            vec![],
+        assert_eq!(
+            kthread_frame(Some(TaskComm::from("kworker-new"))),
+            Some(TaskComm::from("kworker-new"))
         );
-        assert_eq!(frames[0].task_name, Some(TaskComm::from("kworker-new")));
         // Without the field (old recordings), the fork's inherited name.
-        let (frames, _) = run(
-            vec![
-                Event::Comm(Comm {
-                    time_ns: 1,
-                    pid: 2,
-                    tid: 2,
-                    name: "kthreadd".into(),
-                }),
-                Event::Fork(Fork {
-                    time_ns: 5,
-                    tid: 101,
-                    parent_tid: 2,
-                }),
-                arm(1, 10, 0x1000),
-                disarm(1, 30, 0x1000, 0, false),
-            ],
-            vec![],
-        );
-        assert_eq!(frames[0].task_name, Some(TaskComm::from("kthreadd")));
+        assert_eq!(kthread_frame(None), Some(TaskComm::from("kthreadd")));
     }
 
     #[test]
