@@ -580,13 +580,14 @@ impl std::hash::Hash for TaskComm {
     /// Two words (the bytes after the name are zero, so equal names hash
     /// equal): names key the report's maps at every hit.
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        // Bytes 0..8 and 7..15: overlapping, all 15 covered.
         let word = |at: usize| {
             let mut w = [0u8; 8];
-            w[..8.min(Self::MAX - at)].copy_from_slice(&self.name[at..(at + 8).min(Self::MAX)]);
+            w.copy_from_slice(&self.name[at..at + 8]);
             u64::from_le_bytes(w)
         };
         state.write_u64(word(0));
-        state.write_u64(word(8));
+        state.write_u64(word(Self::MAX - 8));
     }
 }
 
@@ -685,6 +686,8 @@ struct Slot<'f> {
     size: usize,
     /// A little-endian integer of 1, 2, 4 or 8 bytes.
     integer: bool,
+    /// The field's signedness, beside its offset: the fast path reads
+    /// no further than the slot.
     signed: bool,
 }
 
@@ -723,15 +726,11 @@ struct FieldSet<'f> {
 
 impl<'f> FieldSet<'f> {
     fn new(format: &'f EventFormat) -> FieldSet<'f> {
-        let name = match format.name.as_str() {
-            n if n == ARM => Some(Kind::Arm),
-            n if n == HIT => Some(Kind::Hit),
-            n if n == DISARM => Some(Kind::Disarm),
-            _ => None,
-        };
         FieldSet {
             format,
-            kind: name,
+            kind: [Kind::Arm, Kind::Hit, Kind::Disarm]
+                .into_iter()
+                .find(|k| k.name() == format.name),
             fields: NAMES.map(|n| {
                 format.field(n).map(|field| Slot {
                     field,
