@@ -484,7 +484,7 @@ type Tasks = Written<(i32, Option<TaskComm>)>;
 type Fragments = Written<(u64, Fragment)>;
 
 /// JSON text written once per key and copied after. A small table indexed
-/// by the key's [`Slot`] is tried before the map is hashed: a recording
+/// by the key's [`Bucket`] is tried before the map is hashed: a recording
 /// has a handful of tasks and addresses, and hashing a task's name for
 /// every frame was a tenth of a JSON report's time.
 #[derive(Debug)]
@@ -499,18 +499,18 @@ const RECENT: usize = 64;
 
 /// Where a key sits in [`Written`]'s table: cheap, and different for
 /// the few keys of a recording.
-trait Slot {
-    fn slot(&self) -> usize;
+trait Bucket {
+    fn bucket(&self) -> usize;
 }
 
-impl Slot for (i32, Option<TaskComm>) {
-    fn slot(&self) -> usize {
+impl Bucket for (i32, Option<TaskComm>) {
+    fn bucket(&self) -> usize {
         self.0 as usize % RECENT
     }
 }
 
-impl Slot for (u64, Fragment) {
-    fn slot(&self) -> usize {
+impl Bucket for (u64, Fragment) {
+    fn bucket(&self) -> usize {
         // Code addresses differ in their low bits; one bit for the kind.
         (((self.0 ^ (self.0 >> 7)) << 1) as usize | self.1 as usize) % RECENT
     }
@@ -526,10 +526,10 @@ impl<K: Copy> Default for Written<K> {
     }
 }
 
-impl<K: Copy + Eq + std::hash::Hash + Slot> Written<K> {
+impl<K: Copy + Eq + std::hash::Hash + Bucket> Written<K> {
     fn get_or_write(&mut self, key: K, write: impl FnOnce(&mut Vec<u8>)) -> &[u8] {
-        let slot = key.slot();
-        let at = match self.recent[slot] {
+        let bucket = key.bucket();
+        let at = match self.recent[bucket] {
             Some((k, at)) if k == key => at,
             _ => {
                 let at = match self.index.get(&key) {
@@ -542,7 +542,7 @@ impl<K: Copy + Eq + std::hash::Hash + Slot> Written<K> {
                         self.texts.len() - 1
                     }
                 };
-                self.recent[slot] = Some((key, at));
+                self.recent[bucket] = Some((key, at));
                 at
             }
         };
@@ -1806,7 +1806,7 @@ pub fn stream_frames(recording: &Recording, on_frame: impl FnMut(&Frame)) -> Str
 /// What the stream left: its counts, how it ended, the correlation.
 type StreamDone = (StreamStats, Result<(), crate::events::LoadError>, Outcome);
 
-/// A task in JSON (as [`Obj::task`] writes it).
+/// A task in JSON (as [`Renderer::put_task`] writes it).
 #[derive(Serialize)]
 struct Task<'t> {
     pid: i32,
