@@ -16,7 +16,7 @@ use std::io::{self, Write};
 use std::rc::Rc;
 
 use ksw_core::events::ExitState;
-use serde::ser::{SerializeMap, SerializeSeq};
+use serde::ser::SerializeMap;
 use serde::{Serialize, Serializer};
 
 use crate::correlate::{
@@ -828,10 +828,6 @@ impl Renderer<'_> {
             }
         }
     }
-
-    fn hit_json<'h>(&'h self, m: &'h MatchedHit) -> HitJson<'h> {
-        HitJson { r: self, m }
-    }
 }
 
 fn render_graph(o: &mut Vec<u8>, who: &str, g: &GraphOut) -> io::Result<()> {
@@ -873,17 +869,15 @@ fn render_hit_line(o: &mut Vec<u8>, m: &MatchedHit) -> io::Result<()> {
     )
 }
 
-/// A hit in JSON (victims' `hits`, writers' `examples`), written by
-/// hand like the frames ([`frame_json`]).
-struct HitJson<'h> {
-    r: &'h Renderer<'h>,
-    m: &'h MatchedHit,
-}
+/// JSON written by this module's own writer ([`Obj`], [`hits_json`],
+/// [`chain_json`]), handed to serde as it is: the writers' section is
+/// serde's, and its hits and call chains are written as the victims' are.
+struct Raw<F>(F);
 
-impl Serialize for HitJson<'_> {
+impl<F: Fn(&mut Vec<u8>)> Serialize for Raw<F> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut o = Vec::with_capacity(512);
-        hit_json(&mut o, self.r, self.m);
+        let mut o = Vec::new();
+        (self.0)(&mut o);
         let text = String::from_utf8(o).map_err(serde::ser::Error::custom)?;
         serde_json::value::RawValue::from_string(text)
             .map_err(serde::ser::Error::custom)?
@@ -1100,29 +1094,16 @@ fn chain_json(o: &mut Vec<u8>, chain: &[(u64, Rc<str>)]) {
     o.push(b']');
 }
 
-struct Chain<'c>(&'c [(u64, Rc<str>)]);
-
-impl Serialize for Chain<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut o = Vec::new();
-        chain_json(&mut o, self.0);
-        let text = String::from_utf8(o).map_err(serde::ser::Error::custom)?;
-        serde_json::value::RawValue::from_string(text)
-            .map_err(serde::ser::Error::custom)?
-            .serialize(s)
-    }
-}
-
-struct Hits<'h>(&'h Renderer<'h>, &'h [MatchedHit]);
-
-impl Serialize for Hits<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut seq = s.serialize_seq(Some(self.1.len()))?;
-        for m in self.1 {
-            seq.serialize_element(&self.0.hit_json(m))?;
+/// Hits: `[{..},..]`.
+fn hits_json(o: &mut Vec<u8>, r: &Renderer<'_>, hits: &[MatchedHit]) {
+    o.push(b'[');
+    for (i, m) in hits.iter().enumerate() {
+        if i > 0 {
+            o.push(b',');
         }
-        seq.end()
+        hit_json(o, r, m);
     }
+    o.push(b']');
 }
 
 /// One victim frame in JSON (an element of `victims`).
@@ -1181,15 +1162,7 @@ pub fn frame_json(o: &mut Vec<u8>, r: &Renderer<'_>, f: &Frame) {
         )
         .u64(k!("hit_count"), f.hit_count)
         .opt_u64(k!("kernel_hits"), f.kernel_hits());
-    let hits = obj.key(k!("hits"));
-    hits.push(b'[');
-    for (i, m) in f.hits.iter().enumerate() {
-        if i > 0 {
-            hits.push(b',');
-        }
-        hit_json(hits, r, m);
-    }
-    hits.push(b']');
+    hits_json(obj.key(k!("hits")), r, &f.hits);
     let graph = r.graph.and_then(|(_, g)| victim_graph(g, f));
     let chain = r.victim_chain(f, graph.as_ref());
     chain_json(obj.key(k!("call_chain")), &chain);
@@ -1844,7 +1817,10 @@ impl Serialize for SiteJson<'_> {
         m.serialize_entry("count", &site.count)?;
         m.serialize_entry("cpus", &site.cpus)?;
         m.serialize_entry("victims", &site.victims)?;
-        m.serialize_entry("examples", &Hits(r, &site.examples))?;
+        m.serialize_entry(
+            "examples",
+            &Raw(|o: &mut Vec<u8>| hits_json(o, r, &site.examples)),
+        )?;
         let chain: Vec<(u64, Rc<str>)> = site
             .chain
             .iter()
@@ -1860,7 +1836,7 @@ impl Serialize for SiteJson<'_> {
                 )
             })
             .collect();
-        m.serialize_entry("call_chain", &Chain(&chain))?;
+        m.serialize_entry("call_chain", &Raw(|o: &mut Vec<u8>| chain_json(o, &chain)))?;
         let graph = match (r.graph, site.examples.first()) {
             (Some((_, g)), Some(e)) => Some(writer_graph(g, &e.hit)),
             _ => None,
